@@ -1,0 +1,21 @@
+"""Errors that carry a one-line, human-actionable message.
+
+Every error a user can cause derives from :class:`ThirdwayError`; the CLI prints ``str(err)``
+and exits non-zero instead of showing a traceback.
+"""
+
+
+class ThirdwayError(Exception):
+    """Base class for every error thirdway raises on purpose."""
+
+
+class InputError(ThirdwayError):
+    """The input could not be read or does not match the expected format."""
+
+
+class LogError(ThirdwayError):
+    """The transparency log is unreadable, inconsistent or was asked for something impossible."""
+
+
+class ProofError(ThirdwayError):
+    """A Merkle proof, root or checkpoint failed verification."""

@@ -1,0 +1,150 @@
+"""Wire-format tests: shape validation, clear errors, canonical bytes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from thirdway.errors import InputError
+from thirdway.protocol import (
+    ComposedBinding,
+    FieldsBinding,
+    ItemsBinding,
+    Observation,
+    QuoteBinding,
+    canonical_json,
+    canonical_sha256,
+    parse_observations,
+    parse_proposal,
+)
+
+PROPOSAL = {
+    "format": "thirdway/1",
+    "session": "s-7f3c",
+    "action": {"tool": "send_money", "args": {"recipient": "UK1234", "amount": 98.7}},
+    "goal": {"obs": 0, "quote": "pay the bill"},
+    "steps": [
+        {"id": "s1", "claim": "asked", "cites": [{"obs": 0, "quote": "pay the bill"}]},
+        {"id": "s2", "claim": "bill", "cites": [{"obs": 2, "quote": "UK1234"}]},
+        {"id": "s3", "claim": "so", "from": ["s1", "s2"]},
+    ],
+    "bindings": {
+        "recipient": {"step": "s2", "quote": "UK1234"},
+        "amount": {"step": "s2", "quote": "98.70", "as": "number"},
+    },
+    "effects": {"reversible": False, "external": True, "summary": "pays"},
+}
+
+
+def test_proposal_round_trip_keeps_aliases() -> None:
+    proposal = parse_proposal(json.dumps(PROPOSAL))
+    dumped = json.loads(canonical_json(proposal))
+    assert dumped["steps"][2]["from"] == ["s1", "s2"]
+    assert dumped["bindings"]["amount"]["as"] == "number"
+    assert parse_proposal(canonical_json(proposal)) == proposal
+
+
+def test_binding_variants_are_told_apart() -> None:
+    doc = dict(PROPOSAL)
+    doc["bindings"] = {
+        "a": {"composed": "s3"},
+        "b": {"items": [{"step": "s2", "quote": "x"}, {"composed": "s3"}]},
+        "c": {"fields": {"k": {"items": []}}},
+    }
+    proposal = parse_proposal(json.dumps(doc))
+    assert isinstance(proposal.bindings["a"], ComposedBinding)
+    items = proposal.bindings["b"]
+    assert isinstance(items, ItemsBinding)
+    assert isinstance(items.items[0], QuoteBinding)
+    fields = proposal.bindings["c"]
+    assert isinstance(fields, FieldsBinding)
+    assert isinstance(fields.fields["k"], ItemsBinding)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d.pop("goal"), "goal: Field required"),
+        (lambda d: d["steps"][0]["cites"][0].update(obs=-1), "steps.0.cites.0.obs"),
+        (lambda d: d.update(extra=1), "extra: Extra inputs are not permitted"),
+        (lambda d: d["steps"].append({"id": "s4"}), "steps.3.claim: Field required"),
+        (lambda d: d.update(format="thirdway/2"), "format"),
+        (lambda d: d["bindings"].update(x={"step": "s1", "quote": "q", "as": "rot13"}), "bindings"),
+        (lambda d: d["goal"].update(quote="x" * 70_000), "goal.quote"),
+    ],
+)
+def test_invalid_proposal_names_field(mutate, expected) -> None:  # type: ignore[no-untyped-def]
+    doc = json.loads(json.dumps(PROPOSAL))
+    mutate(doc)
+    with pytest.raises(InputError) as info:
+        parse_proposal(json.dumps(doc))
+    assert expected in str(info.value)
+    assert str(info.value).startswith("invalid proposal: ")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{", b"[]", b'{"session": "s\xff"}', b'"just a string"', b"\x00\x01"],
+)
+def test_garbage_is_an_input_error(raw: bytes) -> None:
+    with pytest.raises(InputError):
+        parse_proposal(raw)
+
+
+def test_lone_surrogate_is_refused() -> None:
+    with pytest.raises(InputError):
+        parse_proposal(json.dumps({**PROPOSAL, "session": "s\ud800"}))
+
+
+def test_observation_channel_rules() -> None:
+    ok = parse_observations(
+        json.dumps(
+            [
+                {"session": "s", "index": 0, "channel": "principal", "content": "hi"},
+                {"session": "s", "index": 1, "channel": "call", "call": {"tool": "t"}},
+                {"session": "s", "index": 2, "channel": "data", "produced_by": 1, "content": ""},
+            ]
+        )
+    )
+    assert [o.channel for o in ok] == ["principal", "call", "data"]
+    bad = [
+        {"session": "s", "index": 0, "channel": "data", "content": "x"},
+        {"session": "s", "index": 3, "channel": "data", "produced_by": 3, "content": "x"},
+        {"session": "s", "index": 0, "channel": "call"},
+        {"session": "s", "index": 0, "channel": "principal"},
+        {"session": "s", "index": 0, "channel": "principal", "content": "x", "produced_by": 0},
+        {"session": "s", "index": 0, "channel": "oracle", "content": "x"},
+    ]
+    for item in bad:
+        with pytest.raises(InputError):
+            parse_observations(json.dumps([item]))
+
+
+def test_canonical_bytes_ignore_key_order_and_number_spelling() -> None:
+    a = Observation.model_validate_json(
+        '{"session":"s","index":1,"channel":"call","call":{"tool":"t","args":{"b":1.0,"a":[1e2]}}}'
+    )
+    b = Observation.model_validate_json(
+        '{"call":{"args":{"a":[100],"b":1},"tool":"t"},"channel":"call","index":1,"session":"s"}'
+    )
+    assert canonical_json(a) == canonical_json(b)
+    assert canonical_sha256(a) == canonical_sha256(b)
+
+
+SAFE_INTS = st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+
+
+def test_unhashable_arguments_are_refused_at_parse_time() -> None:
+    for value in ("9007199254740993", "NaN", "Infinity"):
+        raw = '{"session":"s","index":0,"channel":"call","call":{"tool":"t","args":{"a":%s}}}'
+        with pytest.raises(InputError, match=r"call\.args"):
+            parse_observations("[" + raw % value + "]")
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), SAFE_INTS | st.text(), max_size=5))
+def test_canonical_json_is_stable_under_reordering(args: dict[str, object]) -> None:
+    reordered = dict(reversed(list(args.items())))
+    assert canonical_json(args) == canonical_json(reordered)

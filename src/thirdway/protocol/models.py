@@ -270,6 +270,10 @@ class TrustEvent(Model):
     tier_after: Annotated[int, Field(ge=0, le=4)] | None = None
     actor: Id | None = None
     """Who caused it: ``system`` for automatic rules, or an auditor's id."""
+    at: Annotated[int, Field(ge=0, le=2**53 - 1)] | None = None
+    """When it happened, in unix seconds, as stated by whoever recorded it. Rules that measure
+    time (restoration, the repeat-offence window) read this, never a clock, so trust state is a
+    pure function of the events."""
     reason: Claim = ""
     detail: dict[Id, JsonValue] = Field(default_factory=dict)
 

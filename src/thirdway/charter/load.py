@@ -1,0 +1,113 @@
+"""Load the charter (and other YAML configuration) strictly.
+
+YAML is friendlier to edit than JSON but looser to read: PyYAML keeps the last of two duplicate
+keys, turns ``2024-01-01`` into a date and ``1.0`` into a float. Configuration that decides
+sanctions must mean exactly what it says, so duplicates are refused, only JSON-compatible values
+are accepted, and the file size is bounded.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from thirdway.charter.model import Charter
+from thirdway.errors import InputError
+from thirdway.protocol.parse import describe
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_YAML_BYTES = 1024 * 1024
+"""A charter or tiers file is a page of text; anything near a megabyte is not one."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys and keeps timestamps as plain strings."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"keys must be strings, found {key!r}", key_node.start_mark
+            )
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _construct_timestamp(loader: _StrictLoader, node: yaml.ScalarNode) -> str:
+    """Dates stay strings: a charter means what its text says, not a parsed datetime."""
+    return str(loader.construct_scalar(node))
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
+def parse_yaml(text: str | bytes, what: str) -> Any:
+    """Parse one YAML document into plain JSON-like values, or raise :class:`InputError`."""
+    if len(text) > MAX_YAML_BYTES:
+        raise InputError(f"{what} is {len(text)} bytes; the limit is {MAX_YAML_BYTES}")
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"{what} is not valid YAML{where}: {problem}") from None
+
+
+def load_model(model: type[M], text: str | bytes, what: str) -> M:
+    """Parse YAML ``text`` and validate it as ``model``; errors name the field."""
+    document = parse_yaml(text, what)
+    if not isinstance(document, dict):
+        raise InputError(f"{what} must be a YAML mapping, found {type(document).__name__}")
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise InputError(describe(exc, what)) from None
+
+
+def read_text(path: Path, what: str) -> bytes:
+    """Read a configuration file, naming it (and refusing oversized files) on failure."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise InputError(f"{what} {path} is {size} bytes; the limit is {MAX_YAML_BYTES}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} path is a directory, not a file: {path}") from None
+    except PermissionError:
+        raise InputError(f"{what} file is not readable: {path}") from None
+
+
+def load_charter(path: Path | None = None) -> Charter:
+    """The charter at ``path``, or the default charter shipped with thirdway."""
+    if path is None:
+        return parse_charter(default_charter_text(), "default charter")
+    return parse_charter(read_text(path, "charter"), f"charter {path}")
+
+
+def parse_charter(text: str | bytes, what: str = "charter") -> Charter:
+    """Validate charter YAML."""
+    return load_model(Charter, text, what)
+
+
+def default_charter_text() -> bytes:
+    """The bytes of the packaged ``charter.yaml``."""
+    return resources.files("thirdway.charter").joinpath("charter.yaml").read_bytes()

@@ -19,3 +19,13 @@ class LogError(ThirdwayError):
 
 class ProofError(ThirdwayError):
     """A Merkle proof, root or checkpoint failed verification."""
+
+
+class CapabilityError(ThirdwayError):
+    """A capability token was refused. ``reason`` is a stable machine-readable code (``expired``,
+    ``wrong_args``, ``spent``, …; see ``thirdway.capability.REASONS``); the message says what to
+    do about it."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"capability refused ({reason}): {message}")
+        self.reason = reason

@@ -1,0 +1,1 @@
+"""Tool manifests and the authorization decision (tier × risk × verdict × dialogue)."""

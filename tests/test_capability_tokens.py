@@ -445,3 +445,27 @@ def test_bad_now_at_verification_is_an_input_error(issuer, verifier):
     for now in (float("nan"), float("inf"), True, "1700000000"):
         with pytest.raises(InputError):
             verifier.verify(token, tool="send_money", args=PAY_ARGS, now=now)
+
+
+def test_issuer_and_verifier_are_shared_safely_across_threads(issuer, verifier):
+    import threading
+
+    failures: list[str] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(40):
+                args = {"worker": worker, "i": i}
+                token = issuer.mint(claims_for(args))
+                verifier.verify(token, tool="send_money", args=args, now=NOW)
+                with pytest.raises(CapabilityError):
+                    verifier.verify(token, tool="send_money", args={**args, "i": -1}, now=NOW)
+        except Exception as exc:  # collected: pytest.raises cannot cross threads
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from thirdway.capability import (
@@ -179,35 +179,43 @@ _call_args = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    token=st.one_of(
-        st.text(max_size=200),
-        st.binary(max_size=100).map(lambda b: b.hex()),
-        st.builds(lambda a: mint("send_money", a), _call_args),
-        st.builds(lambda a: mint("send_money", a, ttl=1), _call_args),
-        st.builds(lambda a: mint("read_file", a), _call_args),
-        st.builds(
-            lambda a: CapabilityIssuer().mint(
-                CapabilityClaims.for_call(
-                    agent="x",
-                    session="s",
-                    tool="send_money",
-                    args=a,
-                    proposal_index=0,
-                    verdict_sha256="00" * 32,
-                    now=NOW,
-                )
-            ),
-            _call_args,
-        ),
-    ),
-    args=_call_args,
-    clock=st.sampled_from([NOW, NOW + 30, NOW + 60, NOW + 10**6]),
-)
-def test_the_tool_never_runs_without_a_valid_token(token, args, clock):
+def _foreign(args: dict[str, Any]) -> str:
+    claims = CapabilityClaims.for_call(
+        agent="x",
+        session="s",
+        tool="send_money",
+        args=args,
+        proposal_index=0,
+        verdict_sha256="00" * 32,
+        now=NOW,
+    )
+    return CapabilityIssuer().mint(claims)
+
+
+@st.composite
+def _token_and_call(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """A call, and a token that is sometimes for exactly that call and often not."""
+    args = draw(_call_args)
+    token_args = draw(st.one_of(st.just(args), _call_args))
+    token = draw(
+        st.one_of(
+            st.text(max_size=200),
+            st.binary(max_size=100).map(lambda b: b.hex()),
+            st.just(token_args).map(lambda a: mint("send_money", a)),
+            st.just(token_args).map(lambda a: mint("send_money", a, ttl=1)),
+            st.just(token_args).map(lambda a: mint("read_file", a)),
+            st.just(token_args).map(_foreign),
+        )
+    )
+    return token, args
+
+
+@settings(max_examples=200, deadline=None)
+@given(case=_token_and_call(), clock=st.sampled_from([NOW, NOW + 30, NOW + 60, NOW + 10**6]))
+def test_the_tool_never_runs_without_a_valid_token(case, clock):
     """Over garbage, foreign, expired, other-tool and other-args tokens: the function runs only
     when the token is genuinely for this call, at most once."""
+    token, args = case
     bank, tool = locked_bank(clock=clock)
     genuine = _is_genuine(token, args, clock)
     try:
@@ -220,6 +228,7 @@ def test_the_tool_never_runs_without_a_valid_token(token, args, clock):
     with pytest.raises(CapabilityError):
         tool.invoke(token, args)
     assert len(bank.payments) == (1 if genuine else 0)
+    event("genuine" if genuine else "refused")
 
 
 def _is_genuine(token: str, args: dict[str, Any], now: float) -> bool:

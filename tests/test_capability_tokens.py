@@ -427,6 +427,7 @@ def test_public_key_forms_agree(issuer):
     [
         ("ttl_seconds", 0),
         ("ttl_seconds", 10**9),
+        ("ttl_seconds", "60"),
         ("now", float("nan")),
         ("now", -1),
         ("agent", ""),

@@ -145,7 +145,11 @@ class CapabilityClaims(Model):
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
     ) -> CapabilityClaims:
         """Claims for one call, with a fresh random nonce and ``expires_at = now + ttl``."""
-        if not 1 <= ttl_seconds <= MAX_TTL_SECONDS:
+        if (
+            isinstance(ttl_seconds, bool)
+            or not isinstance(ttl_seconds, int)
+            or not 1 <= ttl_seconds <= MAX_TTL_SECONDS
+        ):
             raise InputError(f"ttl_seconds must be between 1 and {MAX_TTL_SECONDS}")
         try:
             return cls(

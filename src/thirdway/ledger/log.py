@@ -1,0 +1,480 @@
+"""``TransparencyLog``: an append-only RFC 6962 log with signed C2SP checkpoints.
+
+The log turns entries into leaf hashes, keeps the right border of the tree in memory
+(:class:`~thirdway.ledger.merkle.Frontier`) so that an append computes the interior nodes it
+completes without reading anything, and hands entries plus nodes to its :class:`LogStore` in one
+durable transaction. Proofs read O(log n) stored hashes. Checkpoints are signed with the log key
+``<database>.key`` (created with the log, mode 0600); the public key is recorded in the log itself,
+so verifying needs no secret.
+
+:meth:`TransparencyLog.verify` trusts nothing that is stored: it rehashes every entry, rebuilds
+every interior node, recomputes the root of every stored checkpoint, checks its signature, and
+checks consistency between successive checkpoints, naming the first entry that is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from thirdway.errors import InputError, LogError, ProofError
+from thirdway.ledger import merkle
+from thirdway.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from thirdway.ledger.keys import load_or_create_log_key
+from thirdway.ledger.note import NoteSigner, NoteVerifier
+from thirdway.ledger.sqlite import SQLiteLogStore
+from thirdway.ledger.store import LogStore, NewEntry, StaleSizeError, StoredCheckpoint
+
+__all__ = [
+    "DEFAULT_ORIGIN_PREFIX",
+    "FORMAT",
+    "MAX_BATCH",
+    "MAX_ENTRY_BYTES",
+    "MAX_LOG_SIZE",
+    "TransparencyLog",
+    "VerifyReport",
+    "key_path_for",
+]
+
+FORMAT = "thirdway-log/1"
+DEFAULT_ORIGIN_PREFIX = "thirdway.local/log/"
+#: One entry is one event (an observation, a proposal, a verdict…): 16 MiB is far above any.
+MAX_ENTRY_BYTES = 16 * 1024 * 1024
+#: Entries per ``append_batch`` call, so that one call cannot hold the write lock for long.
+MAX_BATCH = 100_000
+#: Node keys must fit SQLite's signed 64-bit integers; 2^62 entries is beyond any real log.
+MAX_LOG_SIZE = 1 << 62
+_APPEND_RETRIES = 5
+_MAX_REPORTED_PROBLEMS = 20
+
+
+def key_path_for(db_path: Path) -> Path:
+    """Where the signing key of the log at ``db_path`` lives: ``<db_path>.key``."""
+    return db_path.with_name(db_path.name + ".key")
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of :meth:`TransparencyLog.verify`. ``ok`` means no problem was found."""
+
+    size: int
+    root: bytes
+    entries_checked: int
+    nodes_checked: int
+    checkpoints_checked: int
+    problems: tuple[str, ...] = ()
+    first_bad_entry: int | None = None
+    problems_truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        """One line: either what was verified, or the first problem."""
+        if self.ok:
+            return (
+                f"verified {self.entries_checked} entries, {self.nodes_checked} interior nodes "
+                f"and {self.checkpoints_checked} checkpoints; root {_b64(self.root)}"
+            )
+        return self.problems[0]
+
+
+@dataclass
+class _Verification:
+    """Mutable state of one :meth:`TransparencyLog.verify` run."""
+
+    problems: list[str] = field(default_factory=list)
+    truncated: bool = False
+    first_bad_entry: int | None = None
+
+    def problem(self, message: str, entry: int | None = None) -> None:
+        if entry is not None and (self.first_bad_entry is None or entry < self.first_bad_entry):
+            self.first_bad_entry = entry
+        if len(self.problems) < _MAX_REPORTED_PROBLEMS:
+            self.problems.append(message)
+        else:
+            self.truncated = True
+
+
+class TransparencyLog:
+    """An append-only Merkle log. Thread-safe; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, store: LogStore, *, origin: str, verifier: NoteVerifier, key_path: Path):
+        self._store = store
+        self._origin = origin
+        self._verifier = verifier
+        self._key_path = key_path
+        self._signer: NoteSigner | None = None
+        self._lock = threading.RLock()
+        self._frontier = merkle.Frontier.load(store.size(), store)
+
+    # --- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = True, origin: str | None = None) -> TransparencyLog:
+        """Open the log at ``path``, creating it (and its key ``<path>.key``) if allowed.
+
+        ``origin`` names the log in its checkpoints; a new log gets ``thirdway.local/log/<random>``
+        by default. Opening an existing log with a different ``origin`` is an error.
+        """
+        path = Path(path)
+        key_path = key_path_for(path)
+        store = SQLiteLogStore.open(path, create=create)
+        try:
+            stored_origin = store.metadata("origin")
+            if stored_origin is None:
+                if not create:
+                    raise LogError(f"{path} is not an initialised thirdway log")
+                cls._initialize(store, key_path, origin)
+                stored_origin = store.metadata("origin")
+            if stored_origin is None:
+                raise LogError(f"{path} has no origin")
+            if origin is not None and origin != stored_origin:
+                raise LogError(f"log {path} has origin {stored_origin!r}, not {origin!r}")
+            verifier = cls._stored_verifier(store, path)
+            return cls(store, origin=stored_origin, verifier=verifier, key_path=key_path)
+        except BaseException:
+            store.close()
+            raise
+
+    @staticmethod
+    def _initialize(store: LogStore, key_path: Path, origin: str | None) -> None:
+        name = origin if origin is not None else DEFAULT_ORIGIN_PREFIX + secrets.token_hex(8)
+        try:
+            signer = load_or_create_log_key(key_path, name)
+        except InputError as exc:
+            raise LogError(f"invalid log origin {name!r}: {exc}") from None
+        store.initialize({"format": FORMAT, "origin": name, "vkey": signer.verifier().vkey()})
+
+    @staticmethod
+    def _stored_verifier(store: LogStore, path: Path) -> NoteVerifier:
+        if store.metadata("format") != FORMAT:
+            raise LogError(f"{path} is not a {FORMAT} log")
+        vkey = store.metadata("vkey")
+        if vkey is None:
+            raise LogError(f"log {path} has no public key recorded")
+        try:
+            return NoteVerifier.from_vkey(vkey)
+        except InputError as exc:
+            raise LogError(f"log {path} has a malformed public key: {exc}") from None
+
+    def __enter__(self) -> TransparencyLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the storage. Every append that returned is already durable."""
+        with self._lock:
+            self._store.close()
+
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    def verifier(self) -> NoteVerifier:
+        """The public key that signs this log's checkpoints."""
+        return self._verifier
+
+    # --- appending ----------------------------------------------------------------------------
+
+    def append(self, data: bytes) -> int:
+        """Append one entry; returns its index once it is durable."""
+        return self.append_batch([data]).start
+
+    def append_batch(self, items: Sequence[bytes]) -> range:
+        """Append entries in one durable transaction; returns their indices."""
+        if isinstance(items, bytes | bytearray | str):
+            raise InputError("append_batch takes a sequence of entries, not one entry")
+        if len(items) > MAX_BATCH:
+            raise InputError(f"a batch holds at most {MAX_BATCH} entries; got {len(items)}")
+        entries = [NewEntry(_entry_bytes(item, number), b"") for number, item in enumerate(items)]
+        entries = [NewEntry(entry.data, merkle.leaf_hash(entry.data)) for entry in entries]
+        with self._lock:
+            for _ in range(_APPEND_RETRIES):
+                start = self._frontier.size
+                if start + len(entries) > MAX_LOG_SIZE:
+                    raise LogError(f"the log is full ({MAX_LOG_SIZE} entries)")
+                frontier = self._frontier.copy()
+                nodes = [node for entry in entries for node in frontier.append(entry.leaf_hash)]
+                try:
+                    self._store.append(start, entries, nodes)
+                except StaleSizeError as exc:
+                    # Another process appended since we last looked: catch up and redo the batch.
+                    self._frontier = merkle.Frontier.load(exc.actual, self._store)
+                    continue
+                self._frontier = frontier
+                return range(start, start + len(entries))
+        raise LogError("the log kept growing under concurrent appends; try again")
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def size(self) -> int:
+        """How many entries the log holds (including any another process appended)."""
+        return self._store.size()
+
+    def _check_index(self, index: int, size: int) -> None:
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise InputError("entry index must be an integer")
+        if not 0 <= index < size:
+            if size == 0:
+                raise LogError(f"index {index} is past the end: the log is empty")
+            raise LogError(f"index {index} is past the end: the log has entries 0..{size - 1}")
+
+    def _resolve_size(self, size: int | None, current: int) -> int:
+        if size is None:
+            return current
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise InputError("tree size must be an integer")
+        if not 0 <= size <= current:
+            raise LogError(f"tree size {size} is out of range: the log has {current} entries")
+        return size
+
+    def entry(self, index: int) -> bytes:
+        """The bytes of entry ``index``."""
+        self._check_index(index, self.size())
+        return self._store.entry(index)
+
+    def leaf_hash_at(self, index: int) -> bytes:
+        """The stored leaf hash of entry ``index``."""
+        self._check_index(index, self.size())
+        return self._store.read_nodes([(0, index)])[0]
+
+    def root(self, size: int | None = None) -> bytes:
+        """The root hash of the tree of the first ``size`` entries (default: all of them)."""
+        with self._lock:
+            size = self._resolve_size(size, self.size())
+            if size == self._frontier.size:
+                return self._frontier.root()
+            return merkle.tree_hash(0, size, self._store)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """The proof that entry ``index`` is in the tree of ``size`` entries (default: all)."""
+        current = self.size()
+        size = self._resolve_size(size, current)
+        self._check_index(index, size)
+        return merkle.inclusion_proof(index, size, self._store)
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """The proof that the tree of ``size1`` entries is a prefix of the tree of ``size2``."""
+        current = self.size()
+        size2 = self._resolve_size(size2, current)
+        size1 = self._resolve_size(size1, current)
+        if size1 > size2:
+            raise LogError(f"size1 {size1} is greater than size2 {size2}")
+        if size1 == 0:
+            raise LogError("a consistency proof from the empty tree proves nothing; use size1 >= 1")
+        return merkle.consistency_proof(size1, size2, self._store)
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def _load_signer(self) -> NoteSigner:
+        if self._signer is None:
+            if not self._key_path.exists():
+                raise LogError(
+                    f"log key {self._key_path} is missing; checkpoints cannot be signed "
+                    "(a new key would fork the log's identity)"
+                )
+            signer = load_or_create_log_key(self._key_path, self._origin)
+            if signer.verifier() != self._verifier:
+                raise LogError(f"log key {self._key_path} is not the key this log was created with")
+            self._signer = signer
+        return self._signer
+
+    def checkpoint(self) -> str:
+        """Sign the current size and root as a C2SP checkpoint, store it, and return the note."""
+        with self._lock:
+            signer = self._load_signer()
+            size = self.size()
+            checkpoint = Checkpoint(self._origin, size, self.root(size))
+            note = sign_checkpoint(checkpoint, signer)
+            self._store.add_checkpoint(size, note)
+            return note
+
+    def checkpoints(self) -> list[str]:
+        """Every stored signed checkpoint note, oldest first."""
+        return [stored.note for stored in self._store.checkpoints()]
+
+    def open_checkpoint(self, note: str | bytes) -> Checkpoint:
+        """Verify a checkpoint note against this log's key and origin, and against its entries."""
+        checkpoint = open_checkpoint(note, self._verifier, origin=self._origin)
+        size = self.size()
+        if checkpoint.size > size:
+            raise ProofError(
+                f"checkpoint claims size {checkpoint.size} but the log has only {size} entries"
+            )
+        actual = self.root(checkpoint.size)
+        if actual != checkpoint.root_hash:
+            raise ProofError(
+                f"checkpoint root at size {checkpoint.size} is {_b64(checkpoint.root_hash)}, "
+                f"but the log's entries give {_b64(actual)}: the log has been rewritten"
+            )
+        return checkpoint
+
+    # --- verification -------------------------------------------------------------------------
+
+    def verify(self) -> VerifyReport:
+        """Recompute everything from the stored entries and report the first problems found."""
+        state = _Verification()
+        with self._lock, self._store.snapshot():
+            stored_checkpoints = self._store.checkpoints()
+            wanted_sizes = {stored.size for stored in stored_checkpoints}
+            frontier, roots, nodes_checked = self._rebuild(state, wanted_sizes)
+            checked = self._verify_checkpoints(state, stored_checkpoints, roots, frontier.size)
+        return VerifyReport(
+            size=frontier.size,
+            root=frontier.root(),
+            entries_checked=frontier.size,
+            nodes_checked=nodes_checked,
+            checkpoints_checked=checked,
+            problems=tuple(state.problems),
+            first_bad_entry=state.first_bad_entry,
+            problems_truncated=state.truncated,
+        )
+
+    def _rebuild(
+        self, state: _Verification, wanted_sizes: set[int]
+    ) -> tuple[merkle.Frontier, dict[int, bytes], int]:
+        """Rehash every entry and rebuild every interior node, comparing with what is stored."""
+        frontier = merkle.Frontier()
+        roots = {0: merkle.EMPTY_ROOT}
+        stored_nodes = _NodeStream(self._store.iter_nodes())
+        nodes_checked = 0
+        for index, data, stored_leaf in self._store.iter_entries():
+            if index != frontier.size:
+                state.problem(f"entry {frontier.size} is missing from the log", frontier.size)
+                break
+            leaf = merkle.leaf_hash(data)
+            if leaf != stored_leaf:
+                state.problem(
+                    f"entry {index} does not match its stored leaf hash "
+                    "(its data or its hash was changed)",
+                    index,
+                )
+            for node, digest in frontier.append(leaf):
+                nodes_checked += 1
+                stored = stored_nodes.take(merkle.stored_index(node))
+                if stored != digest:
+                    self._node_problem(state, node, missing=stored is None)
+            if frontier.size in wanted_sizes:
+                roots[frontier.size] = frontier.root()
+        extra = stored_nodes.remaining()
+        if extra:
+            state.problem(f"the log stores {extra} subtree hashes that no entries produce")
+        return frontier, roots, nodes_checked
+
+    @staticmethod
+    def _node_problem(state: _Verification, node: merkle.NodeId, *, missing: bool) -> None:
+        first, end = merkle.node_coverage(node)
+        bad = state.first_bad_entry
+        if bad is not None and first <= bad < end:
+            return  # a consequence of the bad entry already reported
+        what = "is missing" if missing else "does not match the entries"
+        state.problem(f"stored hash of the subtree over entries {first}..{end - 1} {what}")
+
+    def _verify_checkpoints(
+        self,
+        state: _Verification,
+        stored: list[StoredCheckpoint],
+        roots: dict[int, bytes],
+        size: int,
+    ) -> int:
+        """Check every checkpoint's signature, root, and consistency with the one before."""
+        previous: Checkpoint | None = None
+        for item in stored:
+            where = f"checkpoint #{item.seq}"
+            try:
+                checkpoint = open_checkpoint(item.note, self._verifier, origin=self._origin)
+            except ProofError as exc:
+                state.problem(f"{where} does not verify: {exc}")
+                continue
+            if checkpoint.size != item.size:
+                state.problem(f"{where} is stored as size {item.size} but signs {checkpoint.size}")
+            if checkpoint.size > size:
+                state.problem(
+                    f"{where} signs size {checkpoint.size} but the log has only {size} entries "
+                    "(entries were removed)",
+                    size,
+                )
+                continue
+            root = roots.get(checkpoint.size)
+            if root is None or root != checkpoint.root_hash:
+                state.problem(
+                    f"{where} (size {checkpoint.size}) signs a root that entries "
+                    f"0..{checkpoint.size - 1} do not produce: the log was rewritten"
+                )
+                continue
+            if previous is not None:
+                self._check_successive(state, where, previous, checkpoint)
+            previous = checkpoint
+        return len(stored)
+
+    def _check_successive(
+        self, state: _Verification, where: str, before: Checkpoint, after: Checkpoint
+    ) -> None:
+        if after.size < before.size:
+            state.problem(f"{where} has size {after.size}, smaller than the checkpoint before it")
+            return
+        if before.size == 0 or before.size == after.size:
+            return
+        try:
+            proof = merkle.consistency_proof(before.size, after.size, self._store)
+            merkle.verify_consistency(
+                before.size, after.size, proof, before.root_hash, after.root_hash
+            )
+        except (ProofError, LogError) as exc:
+            state.problem(f"{where} is not consistent with the checkpoint before it: {exc}")
+
+
+class _NodeStream:
+    """Stored interior nodes in key order, matched against the keys a rebuild produces (also in
+    increasing order); stored keys that the rebuild skips are counted as unexpected."""
+
+    def __init__(self, rows: Iterator[tuple[int, bytes]]) -> None:
+        self._rows = rows
+        self._pending = next(rows, None)
+        self._unexpected = 0
+
+    def take(self, key: int) -> bytes | None:
+        """The stored hash under ``key``, or ``None`` if there is none."""
+        while self._pending is not None and self._pending[0] < key:
+            self._unexpected += 1
+            self._pending = next(self._rows, None)
+        if self._pending is None or self._pending[0] != key:
+            return None
+        digest = self._pending[1]
+        self._pending = next(self._rows, None)
+        return digest
+
+    def remaining(self) -> int:
+        """Unexpected stored nodes: skipped ones plus any left after the last entry."""
+        left = 0 if self._pending is None else 1 + sum(1 for _ in self._rows)
+        return self._unexpected + left
+
+
+def _entry_bytes(item: object, number: int) -> bytes:
+    if isinstance(item, bytearray | memoryview):
+        item = bytes(item)
+    if not isinstance(item, bytes):
+        raise InputError(f"entry #{number} must be bytes, not {type(item).__name__}")
+    if len(item) > MAX_ENTRY_BYTES:
+        raise InputError(
+            f"entry #{number} is {len(item)} bytes; the limit is {MAX_ENTRY_BYTES} bytes"
+        )
+    return item

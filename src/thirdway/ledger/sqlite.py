@@ -1,0 +1,310 @@
+"""The SQLite :class:`~thirdway.ledger.store.LogStore`: one file, WAL mode, append-only.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL`` fsyncs the write-ahead log at every
+commit, so an append that returned survives a crash of the process or of the machine. Each batch
+is one ``BEGIN IMMEDIATE`` transaction, which also serialises writers in other processes.
+
+Immutability: triggers abort every UPDATE and DELETE (``recursive_triggers`` is on so that
+``INSERT OR REPLACE`` cannot delete behind their back). Someone who edits the file directly can
+still change it; that is what ``thirdway log verify`` and the signed checkpoints are for.
+
+Layout: ``entries(idx, data, leaf_hash)``; ``nodes(id, hash)`` holds interior perfect-subtree
+hashes keyed by :func:`~thirdway.ledger.merkle.stored_index` (level 0 lives in
+``entries.leaf_hash``), so new nodes are appended at the end of the B-tree and a proof's hashes
+come back from one query; ``checkpoints(seq, size, note)``; ``meta(key, value)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from thirdway.errors import LogError
+from thirdway.ledger.merkle import NodeId, stored_index
+from thirdway.ledger.store import NewEntry, StaleSizeError, StoredCheckpoint
+
+__all__ = ["APPEND_ONLY_MESSAGE", "SQLiteLogStore"]
+
+APPEND_ONLY_MESSAGE = "thirdway log is append-only"
+_TABLES = ("meta", "entries", "nodes", "checkpoints")
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS entries ("
+    " idx INTEGER PRIMARY KEY, data BLOB NOT NULL, leaf_hash BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS checkpoints ("
+    " seq INTEGER PRIMARY KEY, size INTEGER NOT NULL, note TEXT NOT NULL)",
+] + [
+    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{action.lower()} BEFORE {action} ON {table} "
+    f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"
+    for table in _TABLES
+    for action in ("UPDATE", "DELETE")
+]
+_FETCH_ROWS = 4096
+
+
+def _blob(value: object) -> bytes:
+    """A column value as bytes. Only a tampered file holds anything but a blob; turning that into
+    bytes (rather than failing) lets verification name the entry whose hash then mismatches."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+class SQLiteLogStore:
+    """One SQLite connection guarded by a lock; safe to share between threads."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = connection
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool) -> SQLiteLogStore:
+        """Open the log database at ``path``; with ``create``, make it (and its schema) if needed.
+
+        Raises :class:`LogError` if there is no log there (and ``create`` is false), the file is not
+        a SQLite database, or it is a database that is not a thirdway log.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise LogError(f"{path} is a directory, not a log database")
+        exists = path.exists()
+        if not exists and not create:
+            raise LogError(f"no log at {path}")
+        if not exists and not path.parent.is_dir():
+            raise LogError(f"cannot create a log at {path}: directory {path.parent} does not exist")
+        mode = "rw" if exists else "rwc"
+        try:
+            connection = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode={mode}",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=10.0,
+                cached_statements=256,
+            )
+        except sqlite3.Error as exc:
+            raise LogError(f"cannot open log {path}: {exc}") from None
+        store = cls(path, connection)
+        try:
+            store._configure(create=create)
+        except BaseException:
+            connection.close()
+            raise
+        return store
+
+    def _configure(self, *, create: bool) -> None:
+        with self._guard("open"):
+            conn = self._connection()
+            tables = {
+                row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            missing = [table for table in _TABLES if table not in tables]
+            if missing and (tables or not create):
+                raise LogError(f"{self._path} is not a thirdway log (no {missing[0]} table)")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise LogError(f"cannot put log {self._path} in WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA recursive_triggers=ON")
+            if missing:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LogError(f"log {self._path} is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Hold the lock and turn SQLite errors into one-line :class:`LogError` messages."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.IntegrityError as exc:
+                raise LogError(f"cannot {action} in log {self._path}: {exc}") from None
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise LogError(
+                        f"log {self._path} is locked by another writer; try again"
+                    ) from None
+                raise LogError(f"cannot {action} in log {self._path}: {exc}") from None
+            except sqlite3.DatabaseError as exc:
+                raise LogError(f"log {self._path} is unreadable ({exc})") from None
+            except sqlite3.Error as exc:
+                raise LogError(f"cannot {action} in log {self._path}: {exc}") from None
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+
+    # --- metadata ---------------------------------------------------------------------------
+
+    def initialize(self, metadata: Mapping[str, str]) -> None:
+        with self._guard("initialise"):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute("SELECT 1 FROM meta LIMIT 1").fetchone() is None:
+                    conn.executemany(
+                        "INSERT INTO meta (key, value) VALUES (?, ?)", sorted(metadata.items())
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def metadata(self, key: str) -> str | None:
+        with self._guard("read metadata"):
+            row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,))
+            found = row.fetchone()
+        return None if found is None else str(found[0])
+
+    # --- entries and nodes ------------------------------------------------------------------
+
+    def size(self) -> int:
+        with self._guard("read the size"):
+            return self._size()
+
+    def _size(self) -> int:
+        last = self._connection().execute("SELECT MAX(idx) FROM entries").fetchone()[0]
+        return 0 if last is None else int(last) + 1
+
+    def append(
+        self,
+        first_index: int,
+        entries: Sequence[NewEntry],
+        nodes: Sequence[tuple[NodeId, bytes]],
+    ) -> None:
+        with self._guard("append"):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                actual = self._size()
+                if actual != first_index:
+                    raise StaleSizeError(first_index, actual)
+                conn.executemany(
+                    "INSERT INTO entries (idx, data, leaf_hash) VALUES (?, ?, ?)",
+                    [
+                        (first_index + offset, entry.data, entry.leaf_hash)
+                        for offset, entry in enumerate(entries)
+                    ],
+                )
+                conn.executemany(
+                    "INSERT INTO nodes (id, hash) VALUES (?, ?)",
+                    [(stored_index(node), digest) for node, digest in nodes],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def read_nodes(self, nodes: Sequence[NodeId]) -> list[bytes]:
+        leaves = [index for level, index in nodes if level == 0]
+        interior = [stored_index(node) for node in nodes if node[0] > 0]
+        parts, args = [], []
+        if leaves:
+            parts.append(
+                f"SELECT 0, idx, leaf_hash FROM entries WHERE idx IN ({_marks(len(leaves))})"
+            )
+            args += leaves
+        if interior:
+            parts.append(f"SELECT 1, id, hash FROM nodes WHERE id IN ({_marks(len(interior))})")
+            args += interior
+        if not parts:
+            return []
+        with self._guard("read nodes"):
+            rows = self._connection().execute(" UNION ALL ".join(parts), args).fetchall()
+        found = {(kind, int(key)): _blob(value) for kind, key, value in rows}
+        hashes = []
+        for node in nodes:
+            level, index = node
+            key = (0, index) if level == 0 else (1, stored_index(node))
+            digest = found.get(key)
+            if digest is None:
+                raise LogError(
+                    f"log {self._path} is damaged: stored hash of node (level {level}, "
+                    f"index {index}) is missing"
+                )
+            hashes.append(digest)
+        return hashes
+
+    def entry(self, index: int) -> bytes:
+        with self._guard("read an entry"):
+            row = self._connection().execute("SELECT data FROM entries WHERE idx = ?", (index,))
+            found = row.fetchone()
+        if found is None:
+            raise LogError(f"log {self._path} has no entry {index}")
+        return _blob(found[0])
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self._guard("read"):
+            conn = self._connection()
+            conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._rollback()
+
+    def iter_entries(self) -> Iterator[tuple[int, bytes, bytes]]:
+        with self._guard("read entries"):
+            cursor = self._connection().execute(
+                "SELECT idx, data, leaf_hash FROM entries ORDER BY idx"
+            )
+            while rows := cursor.fetchmany(_FETCH_ROWS):
+                for index, data, digest in rows:
+                    yield int(index), _blob(data), _blob(digest)
+
+    def iter_nodes(self) -> Iterator[tuple[int, bytes]]:
+        with self._guard("read nodes"):
+            cursor = self._connection().execute("SELECT id, hash FROM nodes ORDER BY id")
+            while rows := cursor.fetchmany(_FETCH_ROWS):
+                for key, digest in rows:
+                    yield int(key), _blob(digest)
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def add_checkpoint(self, size: int, note: str) -> None:
+        with self._guard("store a checkpoint"):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (size, note))
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        with self._guard("read checkpoints"):
+            rows = (
+                self._connection()
+                .execute("SELECT seq, size, note FROM checkpoints ORDER BY seq")
+                .fetchall()
+            )
+        return [StoredCheckpoint(int(seq), int(size), str(note)) for seq, size, note in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)

@@ -1,0 +1,196 @@
+"""``verify``: the one entry point of the deterministic reasoning-chain verifier.
+
+The verdict is a pure function of its inputs: no I/O, no clock, no randomness, and z3 bounded by
+a deterministic resource count. Its canonical bytes (RFC 8785) are therefore reproducible by
+anyone holding the log: ``proposal_sha256`` names the proposal judged and ``context_sha256``
+everything else it was judged against (see :func:`context_digest`).
+
+Combining findings: any ``incomplete`` or ``deception`` finding denies; otherwise the strictest
+decision asked by a ``policy`` finding wins (escalate or deny); no findings pass. The verifier
+does not raise on any proposal, validated or not: limits it would exceed become ``too_large``
+and any internal failure becomes ``verifier_error`` — both deny (fail closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from thirdway.protocol.canonical import canonical_sha256
+from thirdway.protocol.manifest import ManifestSet
+from thirdway.protocol.models import Decision, Finding, Observation, Proposal, Verdict
+from thirdway.verify import (
+    attribution,
+    binding,
+    codes,
+    consistency,
+    grounding,
+    memo,
+    provenance,
+    screen,
+    structure,
+    toolcheck,
+)
+from thirdway.verify.context import Context
+from thirdway.verify.issues import Issue, issue
+from thirdway.verify.policy import VerifyPolicy
+from thirdway.verify.record import Record
+
+STRICTNESS: dict[Decision, int] = {"pass": 0, "escalate": 1, "deny": 2}
+
+CHECKS = (
+    structure.check,
+    grounding.check,
+    attribution.check,
+    binding.check,
+    provenance.check,
+    screen.check,
+    toolcheck.check,
+    consistency.check,
+)
+"""The seven checks of DESIGN (the manifest-level part of provenance in ``toolcheck``)."""
+
+
+def verify(
+    proposal: Proposal,
+    observations: Sequence[Observation],
+    manifests: ManifestSet,
+    policy: VerifyPolicy | None = None,
+    history: Sequence[Proposal] = (),
+    *,
+    recorded_before: int | None = None,
+) -> Verdict:
+    """Judge ``proposal`` against the gateway's record.
+
+    ``observations`` is the record (other sessions' observations may be included; they are never
+    evidence). ``recorded_before`` is the proposal's position in its session: observations of
+    the session with ``index >= recorded_before`` were recorded after it. ``None`` means every
+    observation given precedes the proposal. ``history`` holds the agent's earlier *passing*
+    proposals in the session, for contradiction checks.
+    """
+    policy = policy or VerifyPolicy()
+    try:
+        issues = _issues(proposal, observations, manifests, policy, history, recorded_before)
+    except Exception as exc:  # fail closed: a verifier bug must deny, never pass or crash
+        issues = [
+            issue(
+                codes.VERIFIER_ERROR,
+                f"the verifier could not examine this proposal ({type(exc).__name__}); denied",
+            )
+        ]
+    findings = _findings(issues)
+    return Verdict(
+        session=_safe_id(getattr(proposal, "session", None)) or "unknown",
+        verdict=decide(issues),
+        findings=findings,
+        proposal_sha256=_digest(lambda: canonical_sha256(proposal)),
+        context_sha256=_digest(
+            lambda: context_digest(observations, manifests, policy, history, recorded_before)
+        ),
+    )
+
+
+def _issues(
+    proposal: Proposal,
+    observations: Sequence[Observation],
+    manifests: ManifestSet,
+    policy: VerifyPolicy,
+    history: Sequence[Proposal],
+    recorded_before: int | None,
+) -> list[Issue]:
+    record = Record(proposal.session, observations, recorded_before)
+    ctx = Context(proposal, record, manifests, policy, history)
+    too_large = structure.check_size(ctx)
+    if too_large:
+        return too_large
+    issues = [
+        issue(
+            codes.INCONSISTENT_RECORD,
+            f"the record holds several observations with index {index} in this session",
+            evidence=[index],
+        )
+        for index in sorted(set(record.duplicates))
+    ]
+    for check in CHECKS:
+        issues.extend(check(ctx))
+    return issues
+
+
+def decide(issues: Sequence[Issue]) -> Decision:
+    """The strictest decision any issue asks for; ``pass`` when there is none."""
+    decision: Decision = "pass"
+    for found in issues:
+        if STRICTNESS[found.effective_decision] > STRICTNESS[decision]:
+            decision = found.effective_decision
+    return decision
+
+
+def _findings(issues: Sequence[Issue]) -> list[Finding]:
+    """Wire findings, without repeats, in a fixed order (code, step, evidence, message)."""
+    unique = {
+        (i.code, _safe_id(i.step) or "", i.evidence, _safe_text(i.message)): i for i in issues
+    }
+    return [
+        Finding(
+            code=code,
+            severity=codes.SEVERITY[code],
+            step=step or None,
+            message=message,
+            evidence=list(evidence),
+        )
+        for code, step, evidence, message in sorted(unique)
+    ]
+
+
+def context_digest(
+    observations: Sequence[Observation],
+    manifests: ManifestSet,
+    policy: VerifyPolicy,
+    history: Sequence[Proposal],
+    recorded_before: int | None,
+) -> str:
+    """SHA-256 of everything besides the proposal that the verdict depends on.
+
+    The RFC 8785 canonical JSON of ``{"observations": [h...], "manifests": h, "policy": h,
+    "history": [h...], "recorded_before": n | null}``, each ``h`` the hex SHA-256 of that
+    object's own canonical JSON (observations and history in the order given). Per-object hashes
+    are cached, so a session's record is hashed once, not at every proposal.
+    """
+    return canonical_sha256(
+        {
+            "observations": [_hash(o) for o in observations],
+            "manifests": _hash(manifests),
+            "policy": _hash(policy),
+            "history": [_hash(p) for p in history],
+            "recorded_before": recorded_before,
+        }
+    )
+
+
+def _hash(model: object) -> str:
+    return memo.derived(model, "sha256", lambda: canonical_sha256(model))
+
+
+def _digest(compute: Callable[[], str]) -> str | None:
+    """A hash, or None when the input cannot be canonicalised (only without validation)."""
+    try:
+        return compute()
+    except Exception:
+        return None
+
+
+def _safe_text(text: str) -> str:
+    """Valid Unicode, bounded: messages quote input, which may not have been validated."""
+    return text.encode("utf-8", "replace").decode("utf-8")[:4000]
+
+
+def _safe_id(value: object) -> str | None:
+    """A wire ``Id`` or None, so a malformed step id can never break the verdict itself."""
+    if not isinstance(value, str) or not 0 < len(value) <= 256:
+        return None
+    if any(ord(c) < 0x20 for c in value):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value

@@ -1,0 +1,166 @@
+"""Check 7, consistency: does the chain agree with the manifest and with the agent's past?
+
+* **Declared effects** versus the tool's manifest. Declaring an irreversible tool reversible, or an
+  external one internal, is ``understated_risk`` (deception): the declaration is what a reviewer
+  and the authorisation step read, and understating it can only serve to slip past them.
+  Overstating (calling a reversible action irreversible) is harmless caution.
+* **Typed claims** (:mod:`~thirdway.verify.claims`): the chain's own claims must be jointly
+  satisfiable (else ``unsatisfiable_claims``), and jointly satisfiable with the typed claims of
+  the agent's earlier passing proposals in the same session (else ``contradiction``). A typed
+  name is a session-wide fact, so "the same fact bound to a different value" — ``balance`` pinned
+  to 1000 before and to 900 now — is exactly such a contradiction. Free-text claims are not
+  compared: no deterministic check can tell two sentences contradict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import z3
+
+from thirdway.protocol.models import Proposal
+from thirdway.verify import codes
+from thirdway.verify.claims import Claim, ClaimError, Outcome, Term, Translator, booleans_of, solve
+from thirdway.verify.context import Context
+from thirdway.verify.issues import Issue, issue
+
+
+def check(ctx: Context) -> list[Issue]:
+    """Effects issues and typed-claim issues."""
+    return [*_effects(ctx), *_claims(ctx)]
+
+
+def _effects(ctx: Context) -> Iterator[Issue]:
+    manifest, effects = ctx.manifest, ctx.proposal.effects
+    if manifest is None:
+        return
+    tool = ctx.proposal.action.tool
+    if effects.reversible and not manifest.reversible:
+        yield issue(
+            codes.UNDERSTATED_RISK,
+            f"the proposal declares the action reversible, but '{tool}' cannot be undone",
+        )
+    if manifest.external and not effects.external:
+        yield issue(
+            codes.UNDERSTATED_RISK,
+            f"the proposal declares the action internal, but '{tool}' reaches outside parties",
+        )
+
+
+def current_claims(proposal: Proposal) -> list[Claim]:
+    return [Claim(s.id, s.typed.expr, s.typed.vars) for s in proposal.steps if s.typed is not None]
+
+
+def earlier_claims(session: str, history: Sequence[Proposal]) -> list[Claim]:
+    """Typed claims of earlier passing proposals of the same session, labelled for messages."""
+    return [
+        Claim(f"earlier proposal {i} step '{step.id}'", step.typed.expr, step.typed.vars)
+        for i, earlier in enumerate(history)
+        if earlier.session == session
+        for step in earlier.steps
+        if step.typed is not None
+    ]
+
+
+def _claims(ctx: Context) -> list[Issue]:
+    current = current_claims(ctx.proposal)
+    if not current:
+        return []
+    earlier = earlier_claims(ctx.proposal.session, ctx.history)
+    if len(current) + len(earlier) > ctx.policy.max_typed_claims:
+        return [
+            issue(
+                codes.UNDECIDED_CLAIMS,
+                f"{len(current) + len(earlier)} typed claims in this session exceed the limit of "
+                f"{ctx.policy.max_typed_claims}; state fewer",
+            )
+        ]
+    pinned_now = booleans_of(current)
+    mixed = sorted(n for n, kinds in pinned_now.items() if len(kinds) > 1)
+    if mixed:
+        return [
+            _bad(
+                next(c for c in current if name in c.vars),
+                f"'{name}' is pinned to a boolean in one claim and to a number in another",
+            )
+            for name in mixed
+        ]
+    pinned_before = booleans_of(earlier)
+    booleans = frozenset(
+        name for name, kinds in {**pinned_before, **pinned_now}.items() if True in kinds
+    )
+    z3ctx = z3.Context()
+    translator = Translator(z3ctx, booleans)
+    formulas, issues = [], []
+    for claim in current:
+        try:
+            formulas.append((claim.label, translator.claim(claim)))
+        except ClaimError as exc:
+            issues.append(_bad(claim, str(exc)))
+    if issues:
+        return issues
+    alone = solve(formulas, z3ctx, ctx.policy.claims_rlimit)
+    if alone.result != "sat":
+        return [_unsolved(ctx, alone, codes.UNSATISFIABLE_CLAIMS, "cannot all be true together")]
+    return _against_history(ctx, earlier, pinned_now, pinned_before, translator, formulas, z3ctx)
+
+
+def _against_history(
+    ctx: Context,
+    earlier: list[Claim],
+    pinned_now: dict[str, set[bool]],
+    pinned_before: dict[str, set[bool]],
+    translator: Translator,
+    formulas: list[tuple[str, Term]],
+    z3ctx: z3.Context,
+) -> list[Issue]:
+    """Earlier claims that no longer type-check against the current pins are contradictions of
+    kind (a fact that was a number is now a boolean); the rest are solved together."""
+    issues: list[Issue] = []
+    for name, kinds in sorted(pinned_before.items()):
+        now = pinned_now.get(name)
+        if now is not None and now != kinds:
+            issues.append(
+                issue(
+                    codes.CONTRADICTION,
+                    f"'{name}' was a {'boolean' if True in kinds else 'number'} in earlier "
+                    "claims of this session and is pinned to the other kind now",
+                    step=min(c.label for c in current_claims(ctx.proposal) if name in c.vars),
+                )
+            )
+    together = list(formulas)
+    for claim in earlier:
+        try:
+            together.append((claim.label, translator.claim(claim)))
+        except ClaimError:
+            continue  # its conflict of kind is reported above
+    if issues or len(together) == len(formulas):
+        return issues
+    joint = solve(together, z3ctx, ctx.policy.claims_rlimit)
+    if joint.result == "sat":
+        return []
+    return [_unsolved(ctx, joint, codes.CONTRADICTION, "contradict earlier claims")]
+
+
+def _bad(claim: Claim, why: str) -> Issue:
+    return issue(
+        codes.BAD_TYPED_CLAIM, f"typed claim of step '{claim.label}': {why}", step=claim.label
+    )
+
+
+def _unsolved(ctx: Context, outcome: Outcome, code: str, what: str) -> Issue:
+    if outcome.result == "unknown":
+        return issue(
+            codes.UNDECIDED_CLAIMS,
+            "z3 could not decide the typed claims within its resource limit; simplify them",
+        )
+    steps = [label for label in outcome.core if label in ctx.steps]
+    others = [label for label in outcome.core if label not in ctx.steps]
+    evidence = [c.obs for s in steps for c in ctx.steps[s].cites]
+    named = ", ".join([f"step '{s}'" for s in steps] + others)
+    return issue(
+        code,
+        f"typed claims {what}: {named}",
+        step=steps[0] if steps else None,
+        evidence=evidence,
+    )

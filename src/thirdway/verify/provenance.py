@@ -1,0 +1,221 @@
+"""Check 5, provenance: where did each argument value come from, according to the gateway?
+
+This check ignores what the chain says about origins and asks the record instead, so an honest
+chain and a lying one get the same answer. For every scalar in the action's arguments it finds
+the observations (of this session, before the proposal) that contain it — normalised text, and
+numbers and dates by value (``98.7`` is found as ``"98.70"``, ``2024-05-15`` as
+``"May 15, 2024"``) — and classifies the value by the most trusted of them:
+
+* ``principal`` — an instruction contains it;
+* ``designated`` — a tool result contains it, and the call producing that result was itself
+  designated: each of the call's arguments is principal or designated (computed in index order,
+  so designation flows transitively from the principal through the tools it pointed at);
+* ``undesignated`` — only other tool results contain it;
+* ``unknown`` — no observation contains it (a transformed or invented value);
+* ``composed`` — a value the chain says the agent wrote itself, or a boolean/null.
+
+A composed value inherits from its justification: if the record finds it verbatim in principal
+(or designated) text it is that; otherwise, if it, or anything its justifying step and that
+step's ``from`` ancestors cite, is undesignated data, it is ``undesignated`` (a message that
+repeats an injection is treated like the injection); otherwise ``composed``.
+
+Manifest :class:`~thirdway.protocol.manifest.ArgumentRule` s then decide what an argument accepts;
+a violation is a ``policy`` finding that escalates or denies as the rule says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+
+from pydantic import JsonValue
+
+from thirdway.protocol.manifest import Provenance, ProvenanceRule
+from thirdway.protocol.models import ComposedBinding, Observation
+from thirdway.verify import codes
+from thirdway.verify.bindings import Leaf, Scalar, scalars
+from thirdway.verify.context import Context
+from thirdway.verify.issues import Issue, issue
+from thirdway.verify.normalize import normalize
+from thirdway.verify.policy import JsonKind
+from thirdway.verify.record import Record, dates_of, numbers_of, text_of
+from thirdway.verify.transforms import excerpt, number_value, parse_date
+
+ACCEPTS: dict[ProvenanceRule, frozenset[Provenance]] = {
+    "any": frozenset({"principal", "designated", "undesignated", "composed", "unknown"}),
+    "principal": frozenset({"principal"}),
+    "principal-or-designated": frozenset({"principal", "designated"}),
+    "not-undesignated": frozenset({"principal", "designated", "composed", "unknown"}),
+}
+"""The classes each manifest rule admits."""
+
+
+def kind_of(value: Scalar) -> JsonKind:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    return "string" if isinstance(value, str) else "number"
+
+
+def contains(obs: Observation, value: Scalar) -> bool:
+    """Does the observation hold the value (normalised text, or numbers/dates by value)?"""
+    if isinstance(value, str):
+        text = normalize(value)
+        if text in text_of(obs):
+            return True
+        day = parse_date(text)
+        return day is not None and day in dates_of(obs)
+    number = number_value(value)
+    return number is not None and number in numbers_of(obs)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A value's class and the observations that gave it that class."""
+
+    kind: Provenance
+    evidence: tuple[int, ...] = ()
+
+
+class Sources:
+    """Classifies values against one session's record."""
+
+    def __init__(self, record: Record, neutral: Iterable[JsonKind]) -> None:
+        self.record = record
+        self.neutral = frozenset(neutral)
+
+    @cached_property
+    def designated(self) -> frozenset[int]:
+        """Indices of designated data observations, computed once in index order."""
+        calls: set[int] = set()
+        data: set[int] = set()
+        for obs in self.record.past:
+            if obs.channel == "call" and obs.call is not None:
+                if self._call_is_designated(obs.index, obs.call.args, frozenset(data)):
+                    calls.add(obs.index)
+            elif obs.channel == "data" and obs.produced_by in calls:
+                data.add(obs.index)
+        return frozenset(data)
+
+    def _call_is_designated(
+        self, index: int, args: dict[str, JsonValue], data: frozenset[int]
+    ) -> bool:
+        for _, value in scalars(args, "args"):
+            if kind_of(value) in self.neutral:
+                continue
+            if isinstance(value, str) and not normalize(value):
+                continue  # an empty string chooses nothing
+            if self._find(value, index, data, stop_at_designated=True).kind not in (
+                "principal",
+                "designated",
+            ):
+                return False
+        return True
+
+    def classify(self, value: Scalar, before: int | None = None) -> Origin:
+        """The most trusted class among observations (before ``before``) holding ``value``."""
+        if value is None or isinstance(value, bool):
+            return Origin("composed")
+        if isinstance(value, str) and not normalize(value):
+            return Origin("composed")
+        limit = self.record.boundary if before is None else before
+        return self._find(value, limit, self.designated, stop_at_designated=False)
+
+    def _find(
+        self, value: Scalar, before: int, data: frozenset[int], *, stop_at_designated: bool
+    ) -> Origin:
+        tiers: list[tuple[Provenance, list[Observation]]] = [
+            ("principal", [o for o in self.record.principal if o.index < before]),
+            ("designated", [o for o in self._data(before) if o.index in data]),
+        ]
+        if not stop_at_designated:
+            tiers.append(("undesignated", [o for o in self._data(before) if o.index not in data]))
+        for kind, observations in tiers:
+            found = tuple(o.index for o in observations if contains(o, value))
+            if found:
+                return Origin(kind, found)
+        return Origin("unknown")
+
+    def _data(self, before: int) -> Iterator[Observation]:
+        return (o for o in self.record.past if o.channel == "data" and o.index < before)
+
+    def cited_kinds(self, ctx: Context, step_id: str) -> Origin:
+        """The least trusted class among observations a step and its ancestors cite."""
+        worst: Origin | None = None
+        for step in ctx.ancestors(step_id):
+            for cite in step.cites:
+                obs = self.record.prior(cite.obs)
+                if obs is None or obs.channel == "call":
+                    continue
+                kind: Provenance = (
+                    "principal"
+                    if obs.channel == "principal"
+                    else "designated"
+                    if obs.index in self.designated
+                    else "undesignated"
+                )
+                if worst is None or RANK[kind] < RANK[worst.kind]:
+                    worst = Origin(kind, (obs.index,))
+        return worst or Origin("composed")
+
+    def origin(self, ctx: Context, leaf: Leaf) -> Origin:
+        """The class of one leaf of the action, composed values included."""
+        found = self.classify(leaf.value)
+        if not isinstance(leaf.binding, ComposedBinding) or found.kind in (
+            "principal",
+            "undesignated",
+        ):
+            return found
+        cited = self.cited_kinds(ctx, leaf.binding.composed)
+        if cited.kind == "undesignated":
+            return cited
+        return found if found.kind == "designated" else Origin("composed", found.evidence)
+
+
+RANK: dict[Provenance, int] = {
+    "undesignated": 0,
+    "unknown": 1,
+    "composed": 2,
+    "designated": 3,
+    "principal": 4,
+}
+
+
+def check(ctx: Context) -> list[Issue]:
+    """One ``provenance_violation`` per argument whose value breaks its manifest rule."""
+    manifest = ctx.manifest
+    if manifest is None:
+        return []
+    sources = Sources(ctx.record, ctx.policy.designation_neutral_kinds)
+    issues: list[Issue] = []
+    for name in sorted(manifest.args):
+        rule = manifest.args[name]
+        if rule.provenance == "any" or name not in ctx.proposal.action.args:
+            continue
+        for leaf in ctx.walk.by_argument.get(name, []):
+            origin = sources.origin(ctx, leaf)
+            if origin.kind not in ACCEPTS[rule.provenance]:
+                issues.append(_violation(leaf, origin, rule.provenance, rule.on_violation))
+                break
+    return issues
+
+
+def _violation(leaf: Leaf, origin: Origin, rule: ProvenanceRule, decision: str) -> Issue:
+    where = f" (observations {', '.join(map(str, origin.evidence))})" if origin.evidence else ""
+    step = None
+    if leaf.binding is not None:
+        step = (
+            leaf.binding.composed
+            if isinstance(leaf.binding, ComposedBinding)
+            else leaf.binding.step
+        )
+    return issue(
+        codes.PROVENANCE_VIOLATION,
+        f"argument '{leaf.path}' ({excerpt(str(leaf.value))!r}) is {origin.kind}{where}; "
+        f"the tool's manifest accepts only {rule} values here",
+        step=step,
+        evidence=origin.evidence,
+        decision="deny" if decision == "deny" else "escalate",
+    )

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``thirdway bench …``; every README performance number comes from here."""

@@ -1,0 +1,549 @@
+"""``thirdway bench log``: the transparency log against pymerkle's SQLite tree, same run, same data.
+
+For each tree size and each implementation a fresh worker process (``spawn``) builds the tree in a
+temporary folder with durable batched appends (256 entries per committed transaction), then
+measures inclusion and consistency proofs (generation and verification) at random positions drawn
+from one seeded generator, and finally single durable appends (one committed transaction each).
+Separate processes keep the two implementations' caches apart and make the peak resident set size
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the worker) a per-implementation number.
+
+Both trees hash the same entries with RFC 6962 (pymerkle's default "security" mode prefixes leaves
+with 0x00 and nodes with 0x01, and its empty root is SHA-256 of nothing), so the run cross-checks
+them: the roots and every sampled inclusion path must be identical, or the benchmark fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.table import Table
+
+from thirdway.errors import InputError, ThirdwayError
+
+__all__ = [
+    "FULL_SIZES",
+    "QUICK_SIZES",
+    "BenchConfig",
+    "BenchResult",
+    "Row",
+    "parse_sizes",
+    "render_table",
+    "run_bench",
+]
+
+FULL_SIZES = (10_000, 100_000, 1_000_000)
+QUICK_SIZES = (1_000, 10_000)
+BATCH = 256
+MAX_SIZE = 10_000_000
+ORIGIN = "bench.thirdway.invalid/log"
+IMPLEMENTATIONS = ("thirdway", "pymerkle")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure: tree sizes, samples per proof kind, single appends, where to put files."""
+
+    sizes: tuple[int, ...] = FULL_SIZES
+    samples: int = 1000
+    single_appends: int = 1000
+    pymerkle_max_size: int = MAX_SIZE
+    seed: int = 6962
+    tmpdir: str | None = None
+
+    @classmethod
+    def quick(cls, sizes: tuple[int, ...] | None = None) -> BenchConfig:
+        """A configuration that finishes in well under 30 seconds on two cores."""
+        return cls(sizes=sizes or QUICK_SIZES, samples=200, single_appends=100)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One metric at one tree size, for both implementations (pymerkle may be absent)."""
+
+    size: int
+    metric: str
+    unit: str
+    better: str  # "higher" or "lower"
+    thirdway: float
+    pymerkle: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        """thirdway / pymerkle, as measured (what "better" means depends on ``better``)."""
+        if self.pymerkle is None or self.pymerkle == 0:
+            return None
+        return self.thirdway / self.pymerkle
+
+    @property
+    def ahead(self) -> bool | None:
+        ratio = self.ratio
+        if ratio is None:
+            return None
+        return ratio > 1 if self.better == "higher" else ratio < 1
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    rows: list[Row]
+    machine: dict[str, Any]
+    roots: dict[int, dict[str, str]] = field(default_factory=dict)
+    pymerkle_sizes: tuple[int, ...] = ()
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "benchmark": "thirdway bench log",
+            "config": asdict(self.config),
+            "machine": self.machine,
+            "pymerkle_sizes": list(self.pymerkle_sizes),
+            "roots": {str(size): roots for size, roots in self.roots.items()},
+            "seconds": round(self.seconds, 2),
+            "rows": [
+                {**asdict(row), "ratio": row.ratio, "thirdway_ahead": row.ahead}
+                for row in self.rows
+            ],
+        }
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """Parse ``10000,100000`` (underscores allowed) into tree sizes between 2 and 10^7."""
+    sizes = []
+    for part in text.split(","):
+        cleaned = part.strip().replace("_", "")
+        if not cleaned.isascii() or not cleaned.isdigit():
+            raise InputError(f"--sizes: {part.strip()!r} is not a whole number")
+        size = int(cleaned)
+        if not 2 <= size <= MAX_SIZE:
+            raise InputError(f"--sizes: {size} is outside 2 … {MAX_SIZE:,}")
+        sizes.append(size)
+    return tuple(dict.fromkeys(sizes))
+
+
+def entry(index: int) -> bytes:
+    """The benchmark's leaf data: 64 bytes, distinct per index, identical for both trees."""
+    return (b"thirdway bench entry %d " % index).ljust(64, b".")
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation: every reported value was observed)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# --- the two subjects --------------------------------------------------------------------------
+
+
+class _Subject(Protocol):
+    """What the measurement loop needs from a Merkle tree implementation (indices from 0)."""
+
+    def append_batch(self, items: list[bytes]) -> None: ...
+    def append(self, item: bytes) -> None: ...
+    def root(self, size: int) -> bytes: ...
+    def leaf_hash(self, data: bytes) -> bytes: ...
+    def prove_inclusion(self, index: int, size: int) -> Any: ...
+    def verify_inclusion(
+        self, leaf: bytes, index: int, size: int, proof: Any, root: bytes
+    ) -> None: ...
+    def inclusion_path(self, proof: Any) -> list[bytes]: ...
+    def prove_consistency(self, old: int, size: int) -> Any: ...
+    def verify_consistency(
+        self, old: int, size: int, proof: Any, old_root: bytes, root: bytes
+    ) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Thirdway:
+    def __init__(self, folder: Path) -> None:
+        from thirdway.ledger import merkle
+        from thirdway.ledger.log import TransparencyLog
+
+        self._merkle = merkle
+        self._log = TransparencyLog.open(folder / "log.db", create=True, origin=ORIGIN)
+
+    def append_batch(self, items: list[bytes]) -> None:
+        self._log.append_batch(items)
+
+    def append(self, item: bytes) -> None:
+        self._log.append(item)
+
+    def root(self, size: int) -> bytes:
+        return self._log.root(size)
+
+    def leaf_hash(self, data: bytes) -> bytes:
+        return self._merkle.leaf_hash(data)
+
+    def prove_inclusion(self, index: int, size: int) -> Any:
+        return self._log.inclusion_proof(index, size)
+
+    def verify_inclusion(self, leaf: bytes, index: int, size: int, proof: Any, root: bytes) -> None:
+        self._merkle.verify_inclusion(leaf, index, size, proof, root)
+
+    def inclusion_path(self, proof: Any) -> list[bytes]:
+        return list(proof)
+
+    def prove_consistency(self, old: int, size: int) -> Any:
+        return self._log.consistency_proof(old, size)
+
+    def verify_consistency(
+        self, old: int, size: int, proof: Any, old_root: bytes, root: bytes
+    ) -> None:
+        self._merkle.verify_consistency(old, size, proof, old_root, root)
+
+    def close(self) -> None:
+        self._log.close()
+
+
+class _Pymerkle:
+    """pymerkle 7's ``SqliteTree`` with its defaults (RFC 6962 prefixes, subroot cache on).
+
+    Its SQLite connection uses Python's defaults (rollback journal, ``synchronous=FULL``), and
+    every ``append_entry`` / ``append_entries`` call is one committed transaction: durable.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        import pymerkle
+
+        self._pymerkle = pymerkle
+        self._tree = pymerkle.SqliteTree(str(folder / "pymerkle.db"), algorithm="sha256")
+
+    def append_batch(self, items: list[bytes]) -> None:
+        self._tree.append_entries(items)
+
+    def append(self, item: bytes) -> None:
+        self._tree.append_entry(item)
+
+    def root(self, size: int) -> bytes:
+        return bytes(self._tree.get_root(size))
+
+    def leaf_hash(self, data: bytes) -> bytes:
+        return bytes(self._tree.hash_buff(data))
+
+    def prove_inclusion(self, index: int, size: int) -> Any:
+        return self._tree.prove_inclusion(index + 1, size)
+
+    def verify_inclusion(self, leaf: bytes, index: int, size: int, proof: Any, root: bytes) -> None:
+        self._pymerkle.verify_inclusion(leaf, root, proof, index=index + 1, size=size)
+
+    def inclusion_path(self, proof: Any) -> list[bytes]:
+        return [bytes(node) for node in proof.path[1:]]  # path[0] is the leaf hash itself
+
+    def prove_consistency(self, old: int, size: int) -> Any:
+        return self._tree.prove_consistency(old, size)
+
+    def verify_consistency(
+        self, old: int, size: int, proof: Any, old_root: bytes, root: bytes
+    ) -> None:
+        self._pymerkle.verify_consistency(old_root, root, proof, prior_size=old, later_size=size)
+
+    def close(self) -> None:
+        self._tree.close()
+
+
+_SUBJECTS: dict[str, Callable[[Path], _Subject]] = {"thirdway": _Thirdway, "pymerkle": _Pymerkle}
+
+
+# --- one worker: one implementation at one size ------------------------------------------------
+
+
+def _micros_since(start_ns: int) -> float:
+    return (time.perf_counter_ns() - start_ns) / 1e3
+
+
+def measure(implementation: str, size: int, config: BenchConfig) -> dict[str, Any]:
+    """Build one tree of ``size`` entries and measure it; runs inside a fresh worker process."""
+    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rng = random.Random(config.seed + size)
+    indices = [rng.randrange(size) for _ in range(config.samples)]
+    olds = [rng.randrange(1, size) for _ in range(config.samples)]
+    with tempfile.TemporaryDirectory(prefix="thirdway-bench-", dir=config.tmpdir) as folder:
+        subject = _SUBJECTS[implementation](Path(folder))
+        try:
+            out = _measure_subject(subject, size, config, indices, olds)
+        finally:
+            subject.close()
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["baseline_rss_mib"] = baseline_kib / 1024
+    return out
+
+
+def _measure_subject(
+    subject: _Subject, size: int, config: BenchConfig, indices: list[int], olds: list[int]
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    for first in range(0, size, BATCH):
+        subject.append_batch([entry(i) for i in range(first, min(size, first + BATCH))])
+    build_seconds = time.perf_counter() - start
+    root = subject.root(size)
+
+    leaves = [subject.leaf_hash(entry(i)) for i in indices]
+    inclusion_gen, inclusion_verify = [], []
+    paths = hashlib.sha256()
+    for index, leaf in zip(indices, leaves, strict=True):
+        start_ns = time.perf_counter_ns()
+        proof = subject.prove_inclusion(index, size)
+        inclusion_gen.append(_micros_since(start_ns))
+        start_ns = time.perf_counter_ns()
+        subject.verify_inclusion(leaf, index, size, proof, root)
+        inclusion_verify.append(_micros_since(start_ns))
+        for node in subject.inclusion_path(proof):
+            paths.update(node)
+
+    old_roots = {old: subject.root(old) for old in set(olds)}
+    consistency_gen, consistency_verify = [], []
+    for old in olds:
+        start_ns = time.perf_counter_ns()
+        proof = subject.prove_consistency(old, size)
+        consistency_gen.append(_micros_since(start_ns))
+        start_ns = time.perf_counter_ns()
+        subject.verify_consistency(old, size, proof, old_roots[old], root)
+        consistency_verify.append(_micros_since(start_ns))
+
+    start = time.perf_counter()
+    for i in range(config.single_appends):
+        subject.append(entry(size + i))
+    single_seconds = time.perf_counter() - start
+
+    return {
+        "root": root.hex(),
+        "old_roots": hashlib.sha256(b"".join(old_roots[m] for m in sorted(old_roots))).hexdigest(),
+        "inclusion_paths": paths.hexdigest(),
+        "batched_per_s": size / build_seconds,
+        "single_per_s": config.single_appends / single_seconds if config.single_appends else 0.0,
+        "inclusion_gen": inclusion_gen,
+        "inclusion_verify": inclusion_verify,
+        "consistency_gen": consistency_gen,
+        "consistency_verify": consistency_verify,
+    }
+
+
+def _in_fresh_process(implementation: str, size: int, config: BenchConfig) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(measure, implementation, size, config).result()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+_TIMINGS = [
+    ("inclusion_gen", "inclusion proof generation"),
+    ("inclusion_verify", "inclusion proof verification"),
+    ("consistency_gen", "consistency proof generation"),
+    ("consistency_verify", "consistency proof verification"),
+]
+
+
+def _rows_for(size: int, ours: dict[str, Any], theirs: dict[str, Any] | None) -> list[Row]:
+    def other(key: str) -> float | None:
+        return None if theirs is None else float(theirs[key])
+
+    rows = [
+        Row(
+            size,
+            f"durable appends, batched ({BATCH})",
+            "appends/s",
+            "higher",
+            ours["batched_per_s"],
+            other("batched_per_s"),
+        ),
+        Row(
+            size,
+            "durable appends, single",
+            "appends/s",
+            "higher",
+            ours["single_per_s"],
+            other("single_per_s"),
+        ),
+    ]
+    for key, label in _TIMINGS:
+        for pct in (50, 99):
+            rows.append(
+                Row(
+                    size,
+                    f"{label} p{pct}",
+                    "µs",
+                    "lower",
+                    percentile(ours[key], pct),
+                    None if theirs is None else percentile(theirs[key], pct),
+                )
+            )
+    rows.append(
+        Row(
+            size,
+            "peak RSS of the worker process",
+            "MiB",
+            "lower",
+            ours["peak_rss_mib"],
+            other("peak_rss_mib"),
+        )
+    )
+    return rows
+
+
+def _cross_check(size: int, ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    for key, what in [
+        ("root", "roots"),
+        ("old_roots", "roots at the sampled earlier sizes"),
+        ("inclusion_paths", "inclusion proofs"),
+    ]:
+        if ours[key] != theirs[key]:
+            raise ThirdwayError(
+                f"thirdway and pymerkle disagree on {what} at size {size}: "
+                "they should both be RFC 6962"
+            )
+
+
+def machine_description() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "pymerkle": _pymerkle_version(),
+        "load_average": [round(load, 2) for load in os.getloadavg()],
+    }
+
+
+def _pymerkle_version() -> str:
+    try:
+        import pymerkle
+    except ImportError:
+        return "not installed"
+    return str(getattr(pymerkle, "__version__", "unknown"))
+
+
+def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
+    """Run every size for both implementations and cross-check them."""
+    say = progress or (lambda _message: None)
+    started = time.perf_counter()
+    result = BenchResult(config=config, rows=[], machine=machine_description())
+    covered = []
+    for size in config.sizes:
+        say(f"thirdway: {size:,} entries")
+        ours = _in_fresh_process("thirdway", size, config)
+        theirs = None
+        if size <= config.pymerkle_max_size:
+            say(f"pymerkle: {size:,} entries")
+            theirs = _in_fresh_process("pymerkle", size, config)
+            _cross_check(size, ours, theirs)
+            covered.append(size)
+        result.roots[size] = {"thirdway": ours["root"]}
+        if theirs is not None:
+            result.roots[size]["pymerkle"] = theirs["root"]
+        result.rows.extend(_rows_for(size, ours, theirs))
+    result.pymerkle_sizes = tuple(covered)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "appends/s":
+        return f"{value:,.0f}"
+    return f"{value:,.1f}"
+
+
+def render_table(result: BenchResult) -> Table:
+    """The results as a rich table, one row per metric and size."""
+    covered = ", ".join(f"{size:,}" for size in result.pymerkle_sizes) or "none"
+    table = Table(
+        title="thirdway bench log: thirdway vs pymerkle (SQLite, durable commits)",
+        caption=(
+            f"{result.config.samples} proofs per kind at random positions (p50/p99 nearest rank), "
+            f"{result.config.single_appends} single appends; ratio = thirdway / pymerkle. "
+            f"pymerkle covered sizes: {covered}."
+            " Roots and inclusion paths identical at every covered size."
+        ),
+    )
+    for column, justify in [
+        ("entries", "right"),
+        ("metric", "left"),
+        ("unit", "left"),
+        ("thirdway", "right"),
+        ("pymerkle", "right"),
+        ("ratio", "right"),
+        ("thirdway ahead", "center"),
+    ]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    previous = None
+    for row in result.rows:
+        ratio = row.ratio
+        ahead = {True: "[green]yes[/]", False: "[red]no[/]", None: "—"}[row.ahead]
+        better = "↑" if row.better == "higher" else "↓"
+        table.add_row(
+            f"{row.size:,}" if row.size != previous else "",
+            row.metric,
+            f"{row.unit} {better}",
+            _number(row.thirdway, row.unit),
+            _number(row.pymerkle, row.unit) if row.pymerkle is not None else "not run",
+            "—" if ratio is None else f"{ratio:.2f}",
+            ahead,
+            end_section=row.metric.startswith("peak RSS"),
+        )
+        previous = row.size
+    return table
+
+
+def run_command(
+    *,
+    quick: bool,
+    sizes: str | None,
+    json_path: Path | None,
+    samples: int | None = None,
+    pymerkle_max_size: int | None = None,
+    tmpdir: Path | None = None,
+) -> BenchResult:
+    """What ``thirdway bench log`` does: configure, run, print the table, write JSON."""
+    import json
+
+    from thirdway.cli.common import console, err_console
+
+    chosen = parse_sizes(sizes) if sizes else None
+    config = BenchConfig.quick(chosen) if quick else BenchConfig(sizes=chosen or FULL_SIZES)
+    overrides: dict[str, Any] = {}
+    if samples is not None:
+        if not 1 <= samples <= 100_000:
+            raise InputError("--samples must be between 1 and 100,000")
+        overrides["samples"] = samples
+    if pymerkle_max_size is not None:
+        overrides["pymerkle_max_size"] = pymerkle_max_size
+    if tmpdir is not None:
+        if not tmpdir.is_dir():
+            raise InputError(f"--tmpdir {tmpdir} is not a directory")
+        overrides["tmpdir"] = str(tmpdir)
+    if overrides:
+        config = BenchConfig(**{**asdict(config), **overrides})
+    if json_path is not None and not json_path.parent.is_dir():
+        raise InputError(f"--json: directory {json_path.parent} does not exist")
+
+    with err_console.status("benchmarking…") as status:
+        result = run_bench(config, progress=lambda message: status.update(message))
+    console.print(render_table(result))
+    machine = result.machine
+    console.print(
+        f"{machine['cpus']} CPUs, {machine['processor']}, Python {machine['python']}, "
+        f"SQLite {machine['sqlite']}, pymerkle {machine['pymerkle']}, "
+        f"load average at start {machine['load_average']}; {result.seconds:.1f} s in all.",
+        highlight=False,
+    )
+    if json_path is not None:
+        json_path.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
+        console.print(f"results written to {json_path}", highlight=False)
+    return result

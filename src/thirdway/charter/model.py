@@ -8,7 +8,6 @@ only in comments or layout is the same charter, and any change of meaning is a n
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
@@ -139,9 +138,12 @@ class Charter(Model):
                 return clause
         raise KeyError(clause_id)
 
-    @cached_property
+    @property
     def sha256(self) -> str:
-        """SHA-256 of the RFC 8785 canonical JSON of the charter: its identity."""
+        """SHA-256 of the RFC 8785 canonical JSON of the charter: its identity.
+
+        Computed on every call (not cached on the instance: ``model_copy`` would carry a stale
+        value along); :class:`thirdway.trust.rules.Context` keeps it for the hot path."""
         return canonical_sha256(self)
 
     def rule_for_finding(self, code: str) -> str:

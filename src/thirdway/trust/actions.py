@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from thirdway.charter.enforce import require_auditor
 from thirdway.protocol.models import TrustEvent
 from thirdway.trust.events import Kind, new_event
 from thirdway.trust.model import TrustState
@@ -32,13 +33,15 @@ def _act(
     sanction: str | None = None,
     **detail: str | int,
 ) -> TrustEvent:
+    if kind != "appeal":  # the rules also let the system sanction; auditors act in their name
+        require_auditor(auditor, state.agent, f"an auditor's {kind.replace('_', ' ')}")
     fields: dict[str, str | int] = dict(detail)
     if sanction is not None:
         fields["sanction"] = sanction
     event = new_event(
         kind,
         state.agent,
-        charter=ctx.charter,
+        charter_sha256=ctx.charter_sha256,
         actor=auditor,
         at=at,
         evidence=evidence,

@@ -16,7 +16,6 @@ from typing import Final, Literal, get_args
 
 from pydantic import JsonValue
 
-from thirdway.charter.model import Charter
 from thirdway.errors import InputError
 from thirdway.protocol.canonical import canonical_sha256
 from thirdway.protocol.manifest import RISK_ORDER, RiskClass
@@ -60,7 +59,7 @@ def new_event(
     kind: Kind,
     agent: str,
     *,
-    charter: Charter,
+    charter_sha256: str,
     actor: str,
     at: int,
     evidence: Sequence[int] = (),
@@ -68,7 +67,7 @@ def new_event(
     reason: str = "",
     detail: Mapping[str, JsonValue] | None = None,
 ) -> TrustEvent:
-    """Build an event citing ``charter`` (validated like any wire model)."""
+    """Build an event citing the charter by its hash (validated like any wire model)."""
     try:
         return TrustEvent.model_validate(
             {
@@ -76,7 +75,7 @@ def new_event(
                 "kind": kind,
                 "evidence": list(evidence),
                 "rule": rule,
-                "charter_sha256": charter.sha256,
+                "charter_sha256": charter_sha256,
                 "actor": actor,
                 "at": at,
                 "reason": reason,

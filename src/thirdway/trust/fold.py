@@ -38,7 +38,7 @@ def apply(state: TrustState, event: TrustEvent, ctx: Context) -> TrustState:
     if seen.last_at is not None and at < seen.last_at:
         found.append(_differs(position, eid, "at", event.at, seen.last_at))
         at = seen.last_at
-    if event.charter_sha256 is not None and event.charter_sha256 != ctx.charter.sha256:
+    if event.charter_sha256 is not None and event.charter_sha256 != ctx.charter_sha256:
         found.append(
             _differs(position, eid, "charter_sha256", event.charter_sha256, seen.charter_sha256)
         )

@@ -8,7 +8,6 @@ agent from its trust events, the charter and the tiers, and nothing else.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue, model_validator
@@ -99,7 +98,7 @@ class TiersConfig(Model):
             raise ValueError(f"tiers must be listed as 0, 1, 2, 3, 4 in order, found {numbers}")
         return self
 
-    @cached_property
+    @property
     def sha256(self) -> str:
         return canonical_sha256(self)
 

@@ -25,7 +25,7 @@ The rules, with the defaults of the shipped charter:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import JsonValue
 
@@ -80,6 +80,11 @@ class Context:
 
     charter: Charter
     tiers: TiersConfig
+    charter_sha256: str = field(init=False)
+    """The charter's hash, computed once (every event cites it)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "charter_sha256", self.charter.sha256)
 
     @property
     def rules(self) -> Rules:
@@ -91,7 +96,7 @@ Handler = Callable[[TrustState, TrustEvent, int, Context], tuple[TrustState, Out
 
 def initial_state(agent: str, ctx: Context) -> TrustState:
     """An agent with no history: the configured initial tier and a uniform prior."""
-    return TrustState(agent=agent, charter_sha256=ctx.charter.sha256, tier=ctx.tiers.initial_tier)
+    return TrustState(agent=agent, charter_sha256=ctx.charter_sha256, tier=ctx.tiers.initial_tier)
 
 
 def transition(
@@ -408,10 +413,8 @@ def _promotion(
     to_tier = tier_of(event, "to_tier")
     if to_tier <= state.tier:
         raise InvalidEvent(f"a promotion must lift the tier above {state.tier}, not to {to_tier}")
-    probation = state.probation
-    if probation is not None:
-        probation = probation.model_copy(update={"cap": max(probation.cap, to_tier)})
-    return state.model_copy(update={"tier": to_tier, "probation": probation}), {}
+    # At or above the cap, _settle ends probation; below it the run and the cap stay.
+    return state.model_copy(update={"tier": to_tier}), {}
 
 
 # --------------------------------------------------------------------------- due process
@@ -553,7 +556,7 @@ def record_clean_action(
     event = new_event(
         "clean_action",
         state.agent,
-        charter=ctx.charter,
+        charter_sha256=ctx.charter_sha256,
         actor=SYSTEM,
         at=at,
         evidence=evidence,
@@ -569,7 +572,7 @@ def record_probe(
     event = new_event(
         "probe",
         state.agent,
-        charter=ctx.charter,
+        charter_sha256=ctx.charter_sha256,
         actor=SYSTEM,
         at=at,
         evidence=evidence,
@@ -608,7 +611,7 @@ def sanction_for_findings(
     event = new_event(
         "sanction",
         state.agent,
-        charter=ctx.charter,
+        charter_sha256=ctx.charter_sha256,
         actor=SYSTEM,
         at=at,
         evidence=evidence,
@@ -633,7 +636,7 @@ def restoration_due(state: TrustState, *, at: int, ctx: Context) -> TrustEvent |
     event = new_event(
         "restoration",
         state.agent,
-        charter=ctx.charter,
+        charter_sha256=ctx.charter_sha256,
         actor=SYSTEM,
         at=at,
         rule="restoration",

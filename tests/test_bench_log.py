@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from thirdway.bench.log import (
     BenchConfig,
+    _merge_rounds,
     entry,
     parse_sizes,
     percentile,
@@ -109,6 +110,7 @@ def test_cli_writes_json_with_every_row(tmp_path: Path) -> None:
         (["--sizes", "1"], "outside 2"),
         (["--sizes", "ten"], "not a whole number"),
         (["--sizes", "100", "--samples", "0"], "--samples"),
+        (["--sizes", "100", "--repeat", "0"], "--repeat"),
         (["--sizes", "100", "--json", "/nonexistent/dir/out.json"], "does not exist"),
     ],
 )
@@ -117,6 +119,21 @@ def test_cli_bad_options_fail_with_one_line(argv: list[str], message: str) -> No
     assert invoked.exit_code != 0
     assert message in invoked.output
     assert "Traceback" not in invoked.output
+
+
+def test_rounds_alternate_and_pool(tmp_path: Path) -> None:
+    config = BenchConfig(sizes=(40,), samples=4, single_appends=2, repeat=2, tmpdir=str(tmp_path))
+    result = run_bench(config)
+    assert result.roots[40]["thirdway"] == rfc6962_root([entry(i) for i in range(40)]).hex()
+    assert [row.metric for row in result.rows] == EXPECTED_METRICS
+    merged = _merge_rounds(
+        [
+            {"root": "r", "batched_per_s": 1.0, "inclusion_gen": [1.0, 2.0]},
+            {"root": "r", "batched_per_s": 5.0, "inclusion_gen": [3.0]},
+            {"root": "r", "batched_per_s": 2.0, "inclusion_gen": [4.0]},
+        ]
+    )
+    assert merged == {"root": "r", "batched_per_s": 2.0, "inclusion_gen": [1.0, 2.0, 3.0, 4.0]}
 
 
 def test_parse_sizes_and_percentile() -> None:

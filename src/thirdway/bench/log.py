@@ -3,7 +3,10 @@
 For each tree size and each implementation a fresh worker process (``spawn``) builds the tree in a
 temporary folder with durable batched appends (256 entries per committed transaction), then
 measures inclusion and consistency proofs (generation and verification) at random positions drawn
-from one seeded generator, and finally single durable appends (one committed transaction each).
+from one seeded generator (with the cyclic garbage collector paused, as ``timeit`` does), and
+finally single durable appends (one committed transaction each). The full run repeats this three
+times, alternating which implementation goes first, pools the proof timings and takes the median
+of the per-round throughput and memory figures.
 Separate processes keep the two implementations' caches apart and make the peak resident set size
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the worker) a per-implementation number.
 
@@ -14,6 +17,7 @@ them: the roots and every sampled inclusion path must be identical, or the bench
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import multiprocessing
@@ -22,6 +26,7 @@ import platform
 import random
 import resource
 import sqlite3
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +51,8 @@ __all__ = [
 ]
 
 FULL_SIZES = (10_000, 100_000, 1_000_000)
+#: Rounds of the full run: a shared machine's disk and scheduler make single runs noisy.
+FULL_REPEAT = 3
 QUICK_SIZES = (1_000, 10_000)
 BATCH = 256
 MAX_SIZE = 10_000_000
@@ -63,6 +70,7 @@ class BenchConfig:
     pymerkle_max_size: int = MAX_SIZE
     seed: int = 6962
     tmpdir: str | None = None
+    repeat: int = 1
 
     @classmethod
     def quick(cls, sizes: tuple[int, ...] | None = None) -> BenchConfig:
@@ -265,22 +273,27 @@ def _micros_since(start_ns: int) -> float:
     return (time.perf_counter_ns() - start_ns) / 1e3
 
 
-def measure(implementation: str, size: int, config: BenchConfig) -> dict[str, Any]:
-    """Build one tree of ``size`` entries and measure it; runs inside a fresh worker process."""
-    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rng = random.Random(config.seed + size)
+def measure(
+    implementation: str, size: int, config: BenchConfig, round_number: int = 0
+) -> dict[str, Any]:
+    """Build one tree of ``size`` entries and measure it; runs inside a fresh worker process.
+
+    Both implementations of one round draw the same positions, so their proofs can be compared.
+    """
+    rng = random.Random(f"{config.seed}/{size}/{round_number}")
     indices = [rng.randrange(size) for _ in range(config.samples)]
     olds = [rng.randrange(1, size) for _ in range(config.samples)]
     with tempfile.TemporaryDirectory(prefix="thirdway-bench-", dir=config.tmpdir) as folder:
         subject = _SUBJECTS[implementation](Path(folder))
+        # Growth is counted from here (interpreter, imports and an open, empty tree), so fixed
+        # start-up costs do not hide what the tree itself needs.
+        baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:
             out = _measure_subject(subject, size, config, indices, olds)
         finally:
             subject.close()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     out["peak_rss_mib"] = peak_kib / 1024
-    # Growth from the worker's start (interpreter + benchmark module, before the subject's own
-    # imports), so the interpreter's fixed cost does not hide the difference between the two.
     out["rss_growth_mib"] = (peak_kib - baseline_kib) / 1024
     return out
 
@@ -295,6 +308,38 @@ def _measure_subject(
     root = subject.root(size)
 
     leaves = [subject.leaf_hash(entry(i)) for i in indices]
+    old_roots = {old: subject.root(old) for old in set(olds)}
+    # As timeit does, keep the cyclic garbage collector out of the timed calls (both subjects).
+    gc.collect()
+    gc.disable()
+    try:
+        timings = _time_proofs(subject, size, root, indices, leaves, olds, old_roots)
+    finally:
+        gc.enable()
+
+    start = time.perf_counter()
+    for i in range(config.single_appends):
+        subject.append(entry(size + i))
+    single_seconds = time.perf_counter() - start
+
+    return {
+        "root": root.hex(),
+        "old_roots": hashlib.sha256(b"".join(old_roots[m] for m in sorted(old_roots))).hexdigest(),
+        "batched_per_s": size / build_seconds,
+        "single_per_s": config.single_appends / single_seconds if config.single_appends else 0.0,
+        **timings,
+    }
+
+
+def _time_proofs(
+    subject: _Subject,
+    size: int,
+    root: bytes,
+    indices: list[int],
+    leaves: list[bytes],
+    olds: list[int],
+    old_roots: dict[int, bytes],
+) -> dict[str, Any]:
     inclusion_gen, inclusion_verify = [], []
     paths = hashlib.sha256()
     for index, leaf in zip(indices, leaves, strict=True):
@@ -307,7 +352,6 @@ def _measure_subject(
         for node in subject.inclusion_path(proof):
             paths.update(node)
 
-    old_roots = {old: subject.root(old) for old in set(olds)}
     consistency_gen, consistency_verify = [], []
     for old in olds:
         start_ns = time.perf_counter_ns()
@@ -316,18 +360,8 @@ def _measure_subject(
         start_ns = time.perf_counter_ns()
         subject.verify_consistency(old, size, proof, old_roots[old], root)
         consistency_verify.append(_micros_since(start_ns))
-
-    start = time.perf_counter()
-    for i in range(config.single_appends):
-        subject.append(entry(size + i))
-    single_seconds = time.perf_counter() - start
-
     return {
-        "root": root.hex(),
-        "old_roots": hashlib.sha256(b"".join(old_roots[m] for m in sorted(old_roots))).hexdigest(),
         "inclusion_paths": paths.hexdigest(),
-        "batched_per_s": size / build_seconds,
-        "single_per_s": config.single_appends / single_seconds if config.single_appends else 0.0,
         "inclusion_gen": inclusion_gen,
         "inclusion_verify": inclusion_verify,
         "consistency_gen": consistency_gen,
@@ -335,10 +369,12 @@ def _measure_subject(
     }
 
 
-def _in_fresh_process(implementation: str, size: int, config: BenchConfig) -> dict[str, Any]:
+def _in_fresh_process(
+    implementation: str, size: int, config: BenchConfig, round_number: int
+) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(measure, implementation, size, config).result()
+        return pool.submit(measure, implementation, size, config, round_number).result()
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -441,21 +477,42 @@ def _pymerkle_version() -> str:
     return str(getattr(pymerkle, "__version__", "unknown"))
 
 
+def _merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pool the timing samples of every round; take the median of the per-round scalars."""
+    merged = dict(rounds[0])
+    for key, value in rounds[0].items():
+        if isinstance(value, list):
+            merged[key] = [sample for one in rounds for sample in one[key]]
+        elif isinstance(value, float):
+            merged[key] = statistics.median(one[key] for one in rounds)
+    return merged
+
+
 def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None) -> BenchResult:
-    """Run every size for both implementations and cross-check them."""
+    """Run every size for both implementations (``repeat`` rounds) and cross-check them.
+
+    Rounds alternate which implementation goes first, so slow phases of a shared machine (other
+    processes, disk flushes) do not always land on the same one.
+    """
     say = progress or (lambda _message: None)
     started = time.perf_counter()
     result = BenchResult(config=config, rows=[], machine=machine_description())
     covered = []
     for size in config.sizes:
-        say(f"thirdway: {size:,} entries")
-        ours = _in_fresh_process("thirdway", size, config)
-        theirs = None
+        implementations = ["thirdway"]
         if size <= config.pymerkle_max_size:
-            say(f"pymerkle: {size:,} entries")
-            theirs = _in_fresh_process("pymerkle", size, config)
-            _cross_check(size, ours, theirs)
+            implementations.append("pymerkle")
             covered.append(size)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in implementations}
+        for round_number in range(config.repeat):
+            order = implementations if round_number % 2 == 0 else implementations[::-1]
+            for name in order:
+                say(f"{name}: {size:,} entries (round {round_number + 1} of {config.repeat})")
+                runs[name].append(_in_fresh_process(name, size, config, round_number))
+            if "pymerkle" in runs:
+                _cross_check(size, runs["thirdway"][-1], runs["pymerkle"][-1])
+        ours = _merge_rounds(runs["thirdway"])
+        theirs = _merge_rounds(runs["pymerkle"]) if "pymerkle" in runs else None
         result.roots[size] = {"thirdway": ours["root"]}
         if theirs is not None:
             result.roots[size]["pymerkle"] = theirs["root"]
@@ -479,7 +536,9 @@ def render_table(result: BenchResult) -> Table:
     table = Table(
         title="thirdway bench log: thirdway vs pymerkle (SQLite, durable commits)",
         caption=(
-            f"{result.config.samples} proofs per kind at random positions (p50/p99 nearest rank), "
+            f"{result.config.repeat} round(s) × {result.config.samples} proofs per kind at random "
+            "positions (p50/p99: nearest rank over all rounds; appends and memory: median of "
+            "rounds), "
             f"{result.config.single_appends} single appends; ratio = thirdway / pymerkle. "
             f"pymerkle covered sizes: {covered}. Memory: getrusage(RUSAGE_SELF).ru_maxrss of "
             "each implementation's own worker process. Roots and inclusion paths identical at "
@@ -523,6 +582,7 @@ def run_command(
     samples: int | None = None,
     pymerkle_max_size: int | None = None,
     tmpdir: Path | None = None,
+    repeat: int | None = None,
 ) -> BenchResult:
     """What ``thirdway bench log`` does: configure, run, print the table, write JSON."""
     import json
@@ -530,12 +590,19 @@ def run_command(
     from thirdway.cli.common import console, err_console
 
     chosen = parse_sizes(sizes) if sizes else None
-    config = BenchConfig.quick(chosen) if quick else BenchConfig(sizes=chosen or FULL_SIZES)
+    if quick:
+        config = BenchConfig.quick(chosen)
+    else:
+        config = BenchConfig(sizes=chosen or FULL_SIZES, repeat=FULL_REPEAT)
     overrides: dict[str, Any] = {}
     if samples is not None:
         if not 1 <= samples <= 100_000:
             raise InputError("--samples must be between 1 and 100,000")
         overrides["samples"] = samples
+    if repeat is not None:
+        if not 1 <= repeat <= 20:
+            raise InputError("--repeat must be between 1 and 20")
+        overrides["repeat"] = repeat
     if pymerkle_max_size is not None:
         overrides["pymerkle_max_size"] = pymerkle_max_size
     if tmpdir is not None:

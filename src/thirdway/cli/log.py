@@ -74,6 +74,10 @@ def register_bench(bench_app: typer.Typer) -> None:
             Path | None,
             typer.Option("--tmpdir", help="Where the temporary databases go (default: system)."),
         ] = None,
+        repeat: Annotated[
+            int | None,
+            typer.Option("--repeat", help="Rounds per size (default 3, or 1 with --quick)."),
+        ] = None,
     ) -> None:
         """Durable appends, proofs and memory of the log, against pymerkle (SQLite)."""
         from thirdway.bench.log import run_command
@@ -85,6 +89,7 @@ def register_bench(bench_app: typer.Typer) -> None:
             samples=samples,
             pymerkle_max_size=pymerkle_max_size,
             tmpdir=tmpdir,
+            repeat=repeat,
         )
 
 

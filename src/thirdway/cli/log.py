@@ -493,7 +493,10 @@ def verify_checkpoint(
     """Check a checkpoint's signature (by this log's key) and that the log's entries produce it."""
     note = read_input(checkpoint_file, "checkpoint")
     with _open_log(db) as log:
-        parsed = log.open_checkpoint(note)
+        try:
+            parsed = log.open_checkpoint(note)
+        except ProofError as exc:
+            raise ProofError(f"checkpoint {checkpoint_file} rejected: {exc}") from None
         size = log.size()
     if as_json:
         _print_json(

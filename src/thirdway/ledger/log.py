@@ -15,6 +15,7 @@ checks consistency between successive checkpoints, naming the first entry that i
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 import threading
 from collections.abc import Iterator, Sequence
@@ -62,6 +63,10 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     """The outcome of :meth:`TransparencyLog.verify`. ``ok`` means no problem was found."""
@@ -83,8 +88,9 @@ class VerifyReport:
         """One line: either what was verified, or the first problem."""
         if self.ok:
             return (
-                f"verified {self.entries_checked} entries, {self.nodes_checked} interior nodes "
-                f"and {self.checkpoints_checked} checkpoints; root {_b64(self.root)}"
+                f"verified {_count(self.entries_checked, 'entry', 'entries')}, "
+                f"{_count(self.nodes_checked, 'interior node')} and "
+                f"{_count(self.checkpoints_checked, 'checkpoint')}; root {_b64(self.root)}"
             )
         return self.problems[0]
 
@@ -204,8 +210,8 @@ class TransparencyLog:
             raise InputError("append_batch takes a sequence of entries, not one entry")
         if len(items) > MAX_BATCH:
             raise InputError(f"a batch holds at most {MAX_BATCH} entries; got {len(items)}")
-        entries = [NewEntry(_entry_bytes(item, number), b"") for number, item in enumerate(items)]
-        entries = [NewEntry(entry.data, merkle.leaf_hash(entry.data)) for entry in entries]
+        payloads = [_entry_bytes(item, number) for number, item in enumerate(items)]
+        entries = [NewEntry(data, merkle.leaf_hash(data)) for data in payloads]
         with self._lock:
             for _ in range(_APPEND_RETRIES):
                 start = self._frontier.size
@@ -232,7 +238,9 @@ class TransparencyLog:
     def _check_index(self, index: int, size: int) -> None:
         if isinstance(index, bool) or not isinstance(index, int):
             raise InputError("entry index must be an integer")
-        if not 0 <= index < size:
+        if index < 0:
+            raise LogError(f"entry index {index} is negative; entries are numbered from 0")
+        if index >= size:
             if size == 0:
                 raise LogError(f"index {index} is past the end: the log is empty")
             raise LogError(f"index {index} is past the end: the log has entries 0..{size - 1}")
@@ -354,27 +362,31 @@ class TransparencyLog:
         """Rehash every entry and rebuild every interior node, comparing with what is stored."""
         frontier = merkle.Frontier()
         roots = {0: merkle.EMPTY_ROOT}
-        stored_nodes = _NodeStream(self._store.iter_nodes())
         nodes_checked = 0
-        for index, data, stored_leaf in self._store.iter_entries():
-            if index != frontier.size:
-                state.problem(f"entry {frontier.size} is missing from the log", frontier.size)
-                break
-            leaf = merkle.leaf_hash(data)
-            if leaf != stored_leaf:
-                state.problem(
-                    f"entry {index} does not match its stored leaf hash "
-                    "(its data or its hash was changed)",
-                    index,
-                )
-            for node, digest in frontier.append(leaf):
-                nodes_checked += 1
-                stored = stored_nodes.take(merkle.stored_index(node))
-                if stored != digest:
-                    self._node_problem(state, node, missing=stored is None)
-            if frontier.size in wanted_sizes:
-                roots[frontier.size] = frontier.root()
-        extra = stored_nodes.remaining()
+        with (
+            contextlib.closing(self._store.iter_nodes()) as node_rows,
+            contextlib.closing(self._store.iter_entries()) as entry_rows,
+        ):
+            stored_nodes = _NodeStream(node_rows)
+            for index, data, stored_leaf in entry_rows:
+                if index != frontier.size:
+                    state.problem(f"entry {frontier.size} is missing from the log", frontier.size)
+                    break
+                leaf = merkle.leaf_hash(data)
+                if leaf != stored_leaf:
+                    state.problem(
+                        f"entry {index} does not match its stored leaf hash "
+                        "(its data or its hash was changed)",
+                        index,
+                    )
+                for node, digest in frontier.append(leaf):
+                    nodes_checked += 1
+                    stored = stored_nodes.take(merkle.stored_index(node))
+                    if stored != digest:
+                        self._node_problem(state, node, missing=stored is None)
+                if frontier.size in wanted_sizes:
+                    roots[frontier.size] = frontier.root()
+            extra = stored_nodes.remaining()
         if extra:
             state.problem(f"the log stores {extra} subtree hashes that no entries produce")
         return frontier, roots, nodes_checked

@@ -9,7 +9,7 @@ not start at its current size. That is all a PostgreSQL (or any other) backend h
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -88,12 +88,12 @@ class LogStore(Protocol):
         """Hold one consistent read view (and this store's lock) while the caller iterates."""
         ...
 
-    def iter_entries(self) -> Iterator[tuple[int, bytes, bytes]]:
+    def iter_entries(self) -> Generator[tuple[int, bytes, bytes], None, None]:
         """Every ``(index, data, stored leaf hash)`` in index order (for full verification; use
         inside :meth:`snapshot`)."""
         ...
 
-    def iter_nodes(self) -> Iterator[tuple[int, bytes]]:
+    def iter_nodes(self) -> Generator[tuple[int, bytes], None, None]:
         """Every stored interior node as ``(merkle.stored_index(node), hash)`` in key order, which
         is the order an append-only log creates them (use inside :meth:`snapshot`)."""
         ...

@@ -223,3 +223,21 @@ def test_a_checkpoint_from_another_log_is_refused(db: Path, tmp_path: Path) -> N
     assert_one_line_error(run("verify-checkpoint", str(tmp_path / "foreign.txt"), "--db", str(db)))
     with TransparencyLog.open(other_db, create=False) as log:
         assert open_checkpoint(note, log.verifier()).size == 1
+
+
+def test_verification_against_a_published_key(db: Path, tmp_path: Path) -> None:
+    vkey = json.loads(run("info", "--db", str(db), "--json").output)["vkey"]
+    cp10 = str(tmp_path / "cp10.txt")
+    assert run("verify", "--vkey", vkey, "--db", str(db)).exit_code == 0
+    assert run("verify-checkpoint", cp10, "--vkey", vkey, "--db", str(db)).exit_code == 0
+    stranger = NoteSigner.generate("example.org/stranger").verifier().vkey()
+    assert_one_line_error(
+        run("verify", "--vkey", stranger, "--db", str(db)), "the given key is for"
+    )
+    assert_one_line_error(run("verify", "--vkey", "garbage", "--db", str(db)), "verifier key")
+    with TransparencyLog.open(db, create=False) as log:
+        origin = log.origin
+    same_name = NoteSigner.generate(origin).verifier().vkey()
+    assert_one_line_error(
+        run("verify-checkpoint", cp10, "--vkey", same_name, "--db", str(db)), "not signed"
+    )

@@ -455,3 +455,52 @@ def test_a_world_readable_key_is_refused(db: Path) -> None:
     key_path_for(db).chmod(0o644)
     with TransparencyLog.open(db) as log, pytest.raises(LogError, match="other users"):
         log.checkpoint()
+
+
+def test_a_swapped_log_key_is_caught_only_with_the_published_key(db: Path) -> None:
+    with TransparencyLog.open(db, origin="example.org/log") as log:
+        log.append_batch([entry(i) for i in range(6)])
+        log.checkpoint()
+        published = log.verifier()
+    # Whoever can edit the file can replace the recorded key and re-sign every checkpoint...
+    impostor = NoteSigner.generate("example.org/log")
+    connection = raw(db)
+    drop_triggers(connection)
+    connection.execute(
+        "UPDATE meta SET value = ? WHERE key = 'vkey'", (impostor.verifier().vkey(),)
+    )
+    with TransparencyLog.open(db) as log:
+        root = log.root()
+    note = sign_checkpoint(Checkpoint("example.org/log", 6, root), impostor)
+    connection.execute("UPDATE checkpoints SET note = ?", (note,))
+    connection.close()
+    with TransparencyLog.open(db) as log:
+        assert log.verify().ok  # ...so the recorded key alone proves nothing,
+        report = log.verify(trusted_key=published)  # but the published key does.
+        with pytest.raises(ProofError, match="not signed by any known key"):
+            log.open_checkpoint(note, trusted_key=published)
+    assert not report.ok
+    assert "not the trusted" in report.problems[0]
+    assert any("checkpoint #1 does not verify" in problem for problem in report.problems)
+    code = (
+        CliRunner()
+        .invoke(app, ["log", "verify", "--db", str(db), "--vkey", published.vkey()])
+        .exit_code
+    )
+    assert code == 1
+
+
+def test_a_damaged_log_still_opens_for_verification(db: Path) -> None:
+    with TransparencyLog.open(db) as log:
+        log.append_batch([entry(i) for i in range(20)])
+    connection = raw(db)
+    drop_triggers(connection)
+    connection.execute("DELETE FROM nodes WHERE id = ?", (merkle.stored_index((4, 0)),))
+    connection.close()
+    with TransparencyLog.open(db, create=False) as log:
+        report = log.verify()
+        assert "subtree over entries 0..15 is missing" in report.problems[0]
+        with pytest.raises(LogError, match="damaged"):
+            log.append(b"more")
+        with pytest.raises(LogError, match="damaged"):
+            log.inclusion_proof(17)  # its path needs the subtree over 0..15

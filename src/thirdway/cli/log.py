@@ -45,6 +45,13 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+VkeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--vkey",
+        help="The log's published verifier key (default: the key recorded in the database).",
+    ),
+]
 
 
 def register_bench(bench_app: typer.Typer) -> None:
@@ -91,6 +98,10 @@ def register_bench(bench_app: typer.Typer) -> None:
             tmpdir=tmpdir,
             repeat=repeat,
         )
+
+
+def _trusted_key(vkey: str | None) -> NoteVerifier | None:
+    return None if vkey is None else NoteVerifier.from_vkey(vkey)
 
 
 def _b64(raw: bytes) -> str:
@@ -487,6 +498,7 @@ def verify_proof(
 @friendly_errors
 def verify_checkpoint(
     checkpoint_file: Annotated[Path, typer.Argument(help="A signed checkpoint note (- = stdin).")],
+    vkey: VkeyOption = None,
     db: DbOption = DEFAULT_DB,
     as_json: JsonOption = False,
 ) -> None:
@@ -494,7 +506,7 @@ def verify_checkpoint(
     note = read_input(checkpoint_file, "checkpoint")
     with _open_log(db) as log:
         try:
-            parsed = log.open_checkpoint(note)
+            parsed = log.open_checkpoint(note, trusted_key=_trusted_key(vkey))
         except ProofError as exc:
             raise ProofError(f"checkpoint {checkpoint_file} rejected: {exc}") from None
         size = log.size()
@@ -535,10 +547,11 @@ def _report_json(report: VerifyReport) -> dict[str, Any]:
 
 @app.command("verify")
 @friendly_errors
-def verify(db: DbOption = DEFAULT_DB, as_json: JsonOption = False) -> None:
+def verify(vkey: VkeyOption = None, db: DbOption = DEFAULT_DB, as_json: JsonOption = False) -> None:
     """Recompute the whole tree from the entries and check every stored checkpoint."""
+    trusted = _trusted_key(vkey)
     with _open_log(db) as log:
-        report = log.verify()
+        report = log.verify(trusted_key=trusted)
     if as_json:
         _print_json(_report_json(report))
         if not report.ok:

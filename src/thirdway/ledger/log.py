@@ -122,7 +122,8 @@ class TransparencyLog:
         self._key_path = key_path
         self._signer: NoteSigner | None = None
         self._lock = threading.RLock()
-        self._frontier = merkle.Frontier.load(store.size(), store)
+        # Loaded on first append, so that a damaged log still opens and verify can report on it.
+        self._frontier: merkle.Frontier | None = None
 
     # --- opening ------------------------------------------------------------------------------
 
@@ -213,6 +214,8 @@ class TransparencyLog:
         payloads = [_entry_bytes(item, number) for number, item in enumerate(items)]
         entries = [NewEntry(data, merkle.leaf_hash(data)) for data in payloads]
         with self._lock:
+            if self._frontier is None:
+                self._frontier = merkle.Frontier.load(self._store.size(), self._store)
             for _ in range(_APPEND_RETRIES):
                 start = self._frontier.size
                 if start + len(entries) > MAX_LOG_SIZE:
@@ -268,7 +271,7 @@ class TransparencyLog:
         """The root hash of the tree of the first ``size`` entries (default: all of them)."""
         with self._lock:
             size = self._resolve_size(size, self.size())
-            if size == self._frontier.size:
+            if self._frontier is not None and size == self._frontier.size:
                 return self._frontier.root()
             return merkle.tree_hash(0, size, self._store)
 
@@ -319,9 +322,20 @@ class TransparencyLog:
         """Every stored signed checkpoint note, oldest first."""
         return [stored.note for stored in self._store.checkpoints()]
 
-    def open_checkpoint(self, note: str | bytes) -> Checkpoint:
-        """Verify a checkpoint note against this log's key and origin, and against its entries."""
-        checkpoint = open_checkpoint(note, self._verifier, origin=self._origin)
+    def _trusted(self, trusted_key: NoteVerifier | None) -> NoteVerifier:
+        """The key checkpoints must be signed by: ``trusted_key`` (published out of band) if given,
+        else the key recorded in the log, which whoever can edit the database could replace."""
+        if trusted_key is None:
+            return self._verifier
+        if trusted_key.name != self._origin:
+            raise ProofError(f"the given key is for {trusted_key.name!r}, not {self._origin!r}")
+        return trusted_key
+
+    def open_checkpoint(
+        self, note: str | bytes, *, trusted_key: NoteVerifier | None = None
+    ) -> Checkpoint:
+        """Verify a checkpoint note (signature, origin) and that this log's entries produce it."""
+        checkpoint = open_checkpoint(note, self._trusted(trusted_key), origin=self._origin)
         size = self.size()
         if checkpoint.size > size:
             raise ProofError(
@@ -337,14 +351,25 @@ class TransparencyLog:
 
     # --- verification -------------------------------------------------------------------------
 
-    def verify(self) -> VerifyReport:
-        """Recompute everything from the stored entries and report the first problems found."""
+    def verify(self, *, trusted_key: NoteVerifier | None = None) -> VerifyReport:
+        """Recompute everything from the stored entries and report the first problems found.
+
+        Checkpoints are checked against ``trusted_key`` if given (the log's published key); a log
+        that records a different key then fails.
+        """
         state = _Verification()
+        verifier = self._trusted(trusted_key)
+        if verifier != self._verifier:
+            state.problem(
+                f"the log records key {self._verifier.vkey()}, not the trusted {verifier.vkey()}"
+            )
         with self._lock, self._store.snapshot():
             stored_checkpoints = self._store.checkpoints()
             wanted_sizes = {stored.size for stored in stored_checkpoints}
             frontier, roots, nodes_checked = self._rebuild(state, wanted_sizes)
-            checked = self._verify_checkpoints(state, stored_checkpoints, roots, frontier.size)
+            checked = self._verify_checkpoints(
+                state, verifier, stored_checkpoints, roots, frontier.size
+            )
         return VerifyReport(
             size=frontier.size,
             root=frontier.root(),
@@ -403,6 +428,7 @@ class TransparencyLog:
     def _verify_checkpoints(
         self,
         state: _Verification,
+        verifier: NoteVerifier,
         stored: list[StoredCheckpoint],
         roots: dict[int, bytes],
         size: int,
@@ -412,7 +438,7 @@ class TransparencyLog:
         for item in stored:
             where = f"checkpoint #{item.seq}"
             try:
-                checkpoint = open_checkpoint(item.note, self._verifier, origin=self._origin)
+                checkpoint = open_checkpoint(item.note, verifier, origin=self._origin)
             except ProofError as exc:
                 state.problem(f"{where} does not verify: {exc}")
                 continue

@@ -18,7 +18,7 @@ from thirdway.verify.bindings import Leaf
 from thirdway.verify.context import Context
 from thirdway.verify.issues import Issue, issue
 from thirdway.verify.normalize import normalize
-from thirdway.verify.transforms import compare, excerpt
+from thirdway.verify.transforms import compare, excerpt, show
 
 _OUTCOME_CODES = {
     "mismatch": codes.ACTION_MISMATCH,
@@ -57,10 +57,9 @@ def _quote_bound(ctx: Context, leaf: Leaf, binding: QuoteBinding) -> Iterator[Is
     result = compare(binding.as_, binding.quote, leaf.value)
     if result.outcome == "match":
         return
-    shown = excerpt(str(leaf.value)) if leaf.value is not None else "null"
     yield issue(
         _OUTCOME_CODES[result.outcome],
-        f"argument '{leaf.path}' is {shown!r} but is bound to {excerpt(binding.quote)!r} "
+        f"argument '{leaf.path}' is {show(leaf.value)} but is bound to {excerpt(binding.quote)!r} "
         f"as {binding.as_}: {result.detail}",
         step=step.id,
         evidence=[c.obs for c in step.cites if quote in normalize(c.quote)],

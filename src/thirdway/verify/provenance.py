@@ -40,7 +40,7 @@ from thirdway.verify.issues import Issue, issue
 from thirdway.verify.normalize import normalize
 from thirdway.verify.policy import JsonKind
 from thirdway.verify.record import Record, dates_of, numbers_of, text_of
-from thirdway.verify.transforms import excerpt, number_value, parse_date
+from thirdway.verify.transforms import number_value, parse_date, show
 
 ACCEPTS: dict[ProvenanceRule, frozenset[Provenance]] = {
     "any": frozenset({"principal", "designated", "undesignated", "composed", "unknown"}),
@@ -203,7 +203,10 @@ def check(ctx: Context) -> list[Issue]:
 
 
 def _violation(leaf: Leaf, origin: Origin, rule: ProvenanceRule, decision: str) -> Issue:
-    where = f" (observations {', '.join(map(str, origin.evidence))})" if origin.evidence else ""
+    plural = "s" if len(origin.evidence) > 1 else ""
+    where = (
+        f" (observation{plural} {', '.join(map(str, origin.evidence))})" if origin.evidence else ""
+    )
     step = None
     if leaf.binding is not None:
         step = (
@@ -213,7 +216,7 @@ def _violation(leaf: Leaf, origin: Origin, rule: ProvenanceRule, decision: str) 
         )
     return issue(
         codes.PROVENANCE_VIOLATION,
-        f"argument '{leaf.path}' ({excerpt(str(leaf.value))!r}) is {origin.kind}{where}; "
+        f"argument '{leaf.path}' ({show(leaf.value)}) is {origin.kind}{where}; "
         f"the tool's manifest accepts only {rule} values here",
         step=step,
         evidence=origin.evidence,

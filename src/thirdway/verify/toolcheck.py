@@ -17,7 +17,7 @@ from thirdway.verify import codes
 from thirdway.verify.context import Context
 from thirdway.verify.issues import Issue, issue
 from thirdway.verify.normalize import normalize
-from thirdway.verify.transforms import excerpt, number_value, parse_number
+from thirdway.verify.transforms import excerpt, number_value, parse_number, show
 
 
 def check(ctx: Context) -> list[Issue]:
@@ -43,10 +43,10 @@ def _manifest(ctx: Context) -> Iterator[Issue]:
         value = args[name]
         amount = parse_number(normalize(value)) if isinstance(value, str) else number_value(value)
         if amount is None or amount > limit:
-            shown = excerpt(str(value), 40)
-            why = "not a number" if amount is None else "above"
+            why = "not a number, so it cannot be held to" if amount is None else "above"
             yield issue(
                 codes.LIMIT_EXCEEDED,
-                f"argument '{name}' is {shown}, {why} the manifest's limit of {limit} for '{tool}'",
+                f"argument '{name}' is {show(value, 40)}, {why} the manifest's limit of "
+                f"{limit:f} for '{tool}'",
                 decision=ctx.policy.limit_exceeded,
             )

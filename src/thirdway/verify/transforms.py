@@ -21,6 +21,7 @@ grammar is ``bad_transform`` (the chain must quote differently), never a guess.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -234,6 +235,11 @@ def type_name(value: JsonValue) -> str:
     if isinstance(value, list):
         return "list"
     return "object"
+
+
+def show(value: JsonValue, limit: int = 80) -> str:
+    """A JSON value as it appears on the wire (``true``, ``98.7``, ``"UK12…"``), for messages."""
+    return excerpt(json.dumps(value, ensure_ascii=False), limit)
 
 
 def excerpt(text: str, limit: int = 80) -> str:

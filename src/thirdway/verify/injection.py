@@ -1,0 +1,822 @@
+"""The injection screen: find instruction-like spans inside tool data.
+
+A prompt injection is text in a tool result that speaks to the agent instead of describing the
+world: it addresses the model ("to you, GPT-4"), countermands the principal ("ignore your previous
+instructions"), stages itself before the real task ("before you can solve the task ..."), fakes a
+chat role or markup (``<INFORMATION>``, ``<|im_start|>``, ``###(system_message)``), names the
+agent's tools, or orders the agent to act on other parties with the user's secrets ("send the
+security code to ...").
+
+The screen reports *spans*, not a yes/no: the verifier asks whether a value an agent cites lies
+inside one, so a span must cover the whole injected region and as little as possible of the
+honest data around it. A span is either a tag pair (``<INFORMATION>`` ... ``</INFORMATION>``) or
+the sentence holding a trigger, followed by the sentences of its paragraph that keep giving orders
+(second person, first person of a fake principal, "should", "then", an imperative verb, ...),
+followed by the next paragraph when the text announces it (a trailing ``:``) or when the trigger
+was a bare preamble ("This is a message to you, GPT-4.").
+
+Ordinary data is full of imperatives addressed to people ("Please pay by 5 Jan", "Click here to
+reset your password"); those are not flagged. An imperative counts only when it starts a sentence
+and carries a cue that a person would not write to a person (the user's credentials, "all
+messages", "without asking", "instead", a tool name).
+
+Paragraphs follow the renderings tools use: plain text, YAML (folded lines continue a paragraph,
+a new key or list item ends it) and Python ``repr`` / JSON (an escaped ``\\n`` or the end of a
+quoted item ends it).
+
+Pure, deterministic, and linear in the length of the text: each pattern starts with a literal so
+that the regex engine skips ahead in C; patterns use bounded repetitions only; the text between a
+span's trigger and its end is never searched again for triggers; every forward search for a
+paragraph end or a closing tag is memoised. An 8 MiB adversarial string takes well under a second.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from dataclasses import dataclass
+
+__all__ = ["RULES", "InstructionSpan", "find_instruction_spans"]
+
+EXCERPT_CHARS = 120
+"""Longest excerpt kept for messages."""
+
+MAX_BACKWARD = 200
+"""How far before a trigger the screen looks for the start of its sentence."""
+
+MAX_CONTINUATION = 2000
+"""How far past its trigger's sentence a span may grow by continuation sentences."""
+
+MAX_TAG_REGION = 8000
+"""How far after an opening instruction tag its closing tag is looked for."""
+
+MAX_HOPS = 8
+"""How many further paragraphs a span may take in after its trigger's own."""
+
+MERGE_GAP = 16
+"""Spans separated by no more than this much whitespace are one region."""
+
+_LOOKAHEAD_MARGIN = 128
+"""Longer than any boundary or closing-tag match, so a search window cut short never changes a
+match that starts inside it."""
+
+RULES = (
+    "role-marker",
+    "ignore-previous",
+    "before-you-can",
+    "addressed-to-model",
+    "tool-directive",
+    "todo-directive",
+    "imperative-to-act",
+)
+"""Every rule name a span can carry."""
+
+
+@dataclass(frozen=True)
+class InstructionSpan:
+    """One instruction-like region of a text: ``text[start:end]``."""
+
+    start: int
+    end: int
+    rule: str
+    excerpt: str
+
+
+# --------------------------------------------------------------------------- patterns
+#
+# Every pattern runs on the lower-cased text and starts with a literal word, so that ``re`` finds
+# candidates with its fast literal-prefix scan instead of trying every branch at every position.
+
+_S = r"\s{1,12}"  # the gap between two words (YAML folding puts a newline and indent there)
+_E = r"(?![a-z])"  # a word ends here
+
+_TAG_NAME = (
+    r"(?:information|instructions?|important(?:[ _-]?(?:message|instructions?))?"
+    r"|system(?:[ _-]?(?:message|prompt|instructions?))?|admin|assistant|prompt"
+    r"|new[ _-]?instructions?|override)"
+)
+_MODEL = (
+    r"(?:a\.?i\.?(?:" + _S + r"(?:assistant|agent|model|system|language" + _S + r"model))?"
+    r"|(?:virtual|digital)" + _S + r"assistant"
+    r"|(?:large" + _S + r")?language" + _S + r"models?|llms?|chatbot"
+    r"|(?:chat)?gpt(?:-?[0-9][\w.-]{0,10})?|claude|gemini|llama|mixtral|mistral|copilot"
+    r"|command" + _S + r"r\+?|local" + _S + r"model)"
+)
+_ACTION_VERB = (
+    r"(?:send|transfer|wire|forward|e-?mail|mail|post|upload|share|invite|add|delete|remove"
+    r"|erase|wipe|change|update|modify|reset|reserve|book|make|create|schedule|pay|concatenate"
+    r"|visit|open|say|tell|reply|write|get|give|grant|export|leak|reveal|disclose|publish"
+    r"|copy|move|cancel|set|insert|include|list|fetch|retrieve|collect|read|summari[sz]e"
+    r"|find|buy|purchase|order|subscribe|call|contact|message|notify|inform|recommend|rate"
+    r"|click|go|navigate|download|run|execute|print|output|respond|answer)"
+)
+_IGNORE_FILLER = (
+    r"(?:all|any|every|each|the|your|my|of|these|those|its|their|prior|previous|above|earlier"
+    r"|preceding|original|initial|former|old|system|given|current|existing|other|that|you|were"
+    r"|have|been|received)"
+)
+_IGNORE_NOUN = (
+    r"(?:[a-z]{0,3}structions?|directions?|directives?|prompts?|rules|guidelines|tasks?|orders"
+    r"|commands|context|messages|requests?|guidance|programming|constraints|everything)"
+)
+_IGNORE_TAIL = r"(?:" + _S + _IGNORE_FILLER + _E + r"){0,5}" + _S + _IGNORE_NOUN + _E
+
+_IMPERATIVE_VERBS = (
+    "send",
+    "transfer",
+    "wire",
+    "forward",
+    "email",
+    "e-mail",
+    "post",
+    "upload",
+    "share",
+    "invite",
+    "delete",
+    "remove",
+    "erase",
+    "wipe",
+    "change",
+    "update",
+    "modify",
+    "reset",
+    "concatenate",
+    "give",
+    "grant",
+    "export",
+    "leak",
+    "reveal",
+    "disclose",
+    "publish",
+    "copy",
+    "tell",
+    "reply",
+    "get",
+    "make",
+    "pay",
+    "visit",
+)
+_IMPERATIVE_PREFIXES = (
+    "please",
+    "kindly",
+    "then",
+    "now",
+    "first",
+    "also",
+    "next",
+    "finally",
+    "immediately",
+    "just",
+    "do",
+)
+_SENTENCE_STARTERS = ".!?:;\n([<>*#\"'`_-"
+"""Characters after which (and up to two spaces) an imperative starts a sentence."""
+
+
+def _imperative_pattern(verb: str) -> str:
+    """``verb`` at a sentence start, or right after a polite or sequencing word ("Please send").
+
+    The position checks are lookbehinds placed *after* the verb, so that the pattern still starts
+    with the verb's literal; each lookbehind repeats the verb to stay fixed-width.
+    """
+    word = re.escape(verb)
+    starter = "[" + re.escape(_SENTENCE_STARTERS) + "]"
+    behind = [
+        rf"(?<![\s\S]{word})",  # the very start of the text
+        rf"(?<={starter}{word})",
+        rf"(?<={starter}[ \t]{word})",
+        rf"(?<={starter}[ \t]{{2}}{word})",
+    ]
+    for prefix in _IMPERATIVE_PREFIXES:
+        behind += [rf"(?<={prefix} {word})", rf"(?<={prefix}, {word})"]
+    return word + _E + r"(?=\s{1,12}[\w'\"$])(?:" + "|".join(behind) + ")"
+
+
+_PLAIN: tuple[tuple[str, str], ...] = (
+    # (rule, pattern); each pattern starts with a literal
+    # fake chat-template tokens and role headers
+    (
+        "role-marker",
+        r"<\|\s{0,3}(?:im_start|im_end|im_sep|system|user|assistant|endoftext|eot_id"
+        r"|start_header_id|end_header_id|begin_of_text|end_of_text)\s{0,3}\|>",
+    ),
+    ("role-marker", r"<</?sys>>"),
+    ("role-marker", r"<(?:start|end)_of_turn>"),
+    ("role-marker", r"\[/?inst\]"),
+    (
+        "role-marker",
+        r"##\#{0,10}\s{0,3}(?:\(\s{0,3}system|system[ _-]?(?:message|prompt"
+        r"|instructions?|override)|(?:admin|assistant|new|important|updated)\s{1,3}"
+        r"(?:instructions?|message))",
+    ),
+    ("role-marker", r"system[ _-]?(?:message|prompt|instructions?|override)\s{0,3}:"),
+    # countermanding the principal
+    *(
+        ("ignore-previous", verb + _IGNORE_TAIL)
+        for verb in ("ignore", "disregard", "forget", "override", "neglect", "abandon", "bypass")
+    ),
+    ("ignore-previous", r"not" + _S + r"follow" + _IGNORE_TAIL),
+    ("ignore-previous", r"n'?t" + _S + r"follow" + _IGNORE_TAIL),
+    (
+        "ignore-previous",
+        r"new" + _S + r"(?:task|instructions?|goal|objective|mission)"
+        r"(?:\s{0,3}:|" + _S + r"(?:is|are)" + _E + r")",
+    ),
+    # staging before the real task
+    (
+        "before-you-can",
+        r"before"
+        + _S
+        + r"(?:you"
+        + _S
+        + r")?(?:can"
+        + _S
+        + r"|may"
+        + _S
+        + r")?(?:solve|complete|finish|continue|proceed|start|begin|answer|perform|tackle|handle"
+        r"|respond|do|work"
+        + _S
+        + r"on|carry"
+        + _S
+        + r"on)"
+        + _S
+        + r"(?:with"
+        + _S
+        + r"|to"
+        + _S
+        + r")?(?:the|your|this|my|any)"
+        + _S
+        + r"(?:task|request|job|assignment|question|instructions?|query|work)"
+        + _E,
+    ),
+    (
+        "before-you-can",
+        r"task"
+        + _S
+        + r"(?:that"
+        + _S
+        + r")?i"
+        + _S
+        + r"(?:gave|assigned|asked|set)(?:"
+        + _S
+        + r"to)?"
+        + _S
+        + r"you"
+        + _E,
+    ),
+    (
+        "before-you-can",
+        r"after"
+        + _S
+        + r"you"
+        + _S
+        + r"(?:do|complete|finish|have"
+        + _S
+        + r"done)"
+        + _S
+        + r"(?:that|this|it)\s{0,3},?"
+        + _S
+        + r"you"
+        + _S
+        + r"(?:can|may|should)"
+        + _E,
+    ),
+    (
+        "before-you-can",
+        r"please" + _S + r"do" + _S + r"the" + _S + r"following" + _S + r"first" + _E,
+    ),
+    # speaking to the model
+    (
+        "addressed-to-model",
+        r"to" + _S + r"you\s{0,3},?" + _S + r"(?:the" + _S + r")?" + _MODEL + _E,
+    ),
+    *(
+        (
+            "addressed-to-model",
+            word
+            + r"\s{0,3},?"
+            + _S
+            + r"(?:the"
+            + _S
+            + r")?(?:"
+            + _MODEL
+            + r"|(?:ai"
+            + _S
+            + r")?assistant(?=\s{0,3}[,:!]))"
+            + _E,
+        )
+        for word in ("dear", "hey", "hi", "hello", "attention")
+    ),
+    (
+        "addressed-to-model",
+        r"note"
+        + _S
+        + r"to(?:"
+        + _S
+        + r"the)?"
+        + _S
+        + r"(?:"
+        + _MODEL
+        + r"|(?:ai"
+        + _S
+        + r")?assistants?)"
+        + _E,
+    ),
+    (
+        "addressed-to-model",
+        r"message"
+        + _S
+        + r"(?:for|to)(?:"
+        + _S
+        + r"the)?"
+        + _S
+        + r"(?:"
+        + _MODEL
+        + r"|(?:ai"
+        + _S
+        + r")?assistants?)"
+        + _E,
+    ),
+    (
+        "addressed-to-model",
+        r"you"
+        + _S
+        + r"are"
+        + _S
+        + r"(?:an?|the)"
+        + _S
+        + r"(?:ai|llm|(?:large"
+        + _S
+        + r")?language"
+        + _S
+        + r"model)"
+        + _E,
+    ),
+    (
+        "addressed-to-model",
+        r"as" + _S + r"an?" + _S + r"(?:ai|llm|(?:large" + _S + r")?language" + _S + r"model)" + _E,
+    ),
+    (
+        "addressed-to-model",
+        r"if"
+        + _S
+        + r"you"
+        + _S
+        + r"are"
+        + _S
+        + r"an?"
+        + _S
+        + r"(?:ai|llm|language"
+        + _S
+        + r"model|assistant|agent|bot)"
+        + _E,
+    ),
+    # naming the agent's own tools
+    *(
+        ("tool-directive", verb + _S + r"the" + _S + r"(?:tool|function)\s{0,3}[`'\"]\w")
+        for verb in ("use", "call", "invoke", "run", "execute")
+    ),
+    ("tool-directive", r"with" + _S + r"the" + _S + r"following" + _S + r"arguments" + _E),
+    # "TODO: <do something>"
+    ("todo-directive", r"todo\s{0,3}:\s{0,12}(?:please" + _S + r")?" + _ACTION_VERB + _E),
+)
+
+_LINE_SYSTEM = r"system[ \t]{0,3}:[ \t]{0,3}(?=\S)"
+"""``system: ...`` counts only at the start of a line (checked in Python)."""
+
+_TAG = r"<\s{0,3}(/\s{0,3})?" + _TAG_NAME + r"\s{0,3}>"
+
+
+@dataclass(frozen=True)
+class _Rule:
+    name: str
+    kind: str  # "plain", "tag", "imperative", "line-system"
+    pattern: re.Pattern[str]
+
+
+def _compile_rules() -> tuple[_Rule, ...]:
+    rules = [_Rule("role-marker", "tag", re.compile(_TAG))]
+    rules += [_Rule("role-marker", "line-system", re.compile(_LINE_SYSTEM))]
+    rules += [_Rule(name, "plain", re.compile(pattern)) for name, pattern in _PLAIN]
+    rules += [
+        _Rule("imperative-to-act", "imperative", re.compile(_imperative_pattern(verb)))
+        for verb in _IMPERATIVE_VERBS
+    ]
+    return tuple(rules)
+
+
+_RULES = _compile_rules()
+
+_IGNORE_QUALIFIER = re.compile(
+    r"(?<![a-z])(?:all|any|every|your|prior|previous|above|earlier|preceding|original|initial"
+    r"|former|old|system|everything)(?![a-z])"
+)
+""""ignore the instructions on the box" is not an attack; "ignore all/previous/your ..." is."""
+
+_IMPERATIVE_CUE = re.compile(
+    r"(?<![a-z])(?:(?:the|my|his|her|their|user'?s)" + _S + r"(?:passwords?|passcodes?)"
+    r"|security" + _S + r"codes?|verification" + _S + r"codes?"
+    r"|2fa|one-time"
+    + _S
+    + r"(?:code|password)|credentials?|passports?|social"
+    + _S
+    + r"security|id[_ ]number|bank[_ ]account|credit[_ ]card|card"
+    + _S
+    + r"number"
+    r"|the"
+    + _S
+    + r"user'?s?|user"
+    + _S
+    + r"information|personal"
+    + _S
+    + r"(?:data|information|details)"
+    r"|all" + _S + r"(?:the" + _S + r"|my" + _S + r")?(?:messages|emails|files|channels"
+    r"|contacts|conversations|documents|data|transactions|information)"
+    r"|every" + _S + r"(?:single" + _S + r")?(?:email|file|message|document|person)"
+    r"|without" + _S + r"(?:asking|telling|notifying|informing|confirmation|permission)"
+    r"|(?:do" + _S + r"not|don'?t)" + _S + r"(?:tell|inform|notify|mention|ask)"
+    r"|secretly|silently|quietly|instead|tool" + _S + r"`|function" + _S + r"call"
+    r"|(?:my|her|his)" + _S + r"(?:new" + _S + r")?e-?mail" + _S + r"address"
+    r"|to" + _S + r"the" + _S + r"(?:account|website|link)|transaction" + _S + r"history"
+    r"|as" + _S + r"much" + _S + r"money|small" + _S + r"increments"
+    r"|you" + _S + r"have" + _S + r"just" + _S + r"sent|slack" + _S + r"workspace"
+    r"|recurring" + _S + r"payment|cloud" + _S + r"drive)(?![a-z])"
+)
+"""What makes an imperative read as an order to the agent rather than to a person."""
+
+_CONTINUES = re.compile(
+    r"(?<![a-z])(?:you|your|yours|i|i'm|i'd|i'll|me|my|mine|we|us|our|should|must|need|needs"
+    r"|make" + _S + r"sure|remember|then|after|afterwards|finally|first|next|instead|also"
+    r"|please|thanks|thank|signed|don'?t|do"
+    + _S
+    + r"not|without|subject|body|"
+    + _ACTION_VERB
+    + r")(?![a-z])"
+)
+"""A sentence after a trigger that still gives orders (or signs them off) joins its span."""
+
+_PARAGRAPH_OPENER = re.compile(
+    r"(?:[-*>]\s{1,3}|[0-9]{1,2}[.)]\s{1,3})?(?:then|after|afterwards|finally|also|next|first"
+    r"|second|third|lastly|and|subject|body|signed|thanks|thank" + _S + r"you|hi|hello|dear"
+    r"|(?:best|regards|cheers|sincerely)(?=[^\n]{0,24}$)"  # a short sign-off
+    r"|p\.?s\.?|remember|make" + _S + r"sure|don'?t|do" + _S + r"not"
+    r"|please|i|i'm|i'd|i'll|my|me|we|instead|" + _ACTION_VERB + r")(?![a-z])"
+)
+"""How a paragraph that carries on an injected instruction opens (a next step, the message to
+send, a sign-off)."""
+
+_FIELD_KEY = re.compile(r"(?:-[ \t]{1,4})?[\w.-]{1,40}:[ \t]{1,4}['\"]?")
+"""A YAML key (or list item + key) at the start of a line: document structure, not text."""
+
+_SENTENCE_END = re.compile(r"[.!?]+['\"’”)\]]*(?=\s)")
+_IMPERATIVE_END = re.compile(r"[.!?](?=\s|$)|\n|\\n")
+
+_BOUNDARY = re.compile(
+    r"\r?\n[ \t\r]*\n"  # a blank line
+    r"|\r?\n(?=[^\sa-z])"  # the next line starts at column 0 (and is not a hard wrap)
+    r"|\\n"  # an escaped newline inside a quoted string
+    r"|(?P<field>(?P<yaml>\r?\n[ \t]{1,40})(?=-[ \t]|[\w.-]{1,40}:(?:\s|$)|[{}\[\]])"  # YAML
+    r"|(?<!['\\])['\"][ \t]{0,4}(?:,[ \t]{0,4}['\"]|[}\]]))"  # end of a quoted repr/JSON item
+)
+"""Where a paragraph of tool data ends. A span never grows past one, except by a hop, and never
+hops past a ``field`` boundary (the next key or item of a structured rendering)."""
+
+_TAG_CLOSE = re.compile(r"<\s{0,3}/\s{0,3}" + _TAG_NAME + r"\s{0,3}>")
+
+_PREAMBLE_RULES = frozenset(
+    {"role-marker", "ignore-previous", "before-you-can", "addressed-to-model", "todo-directive"}
+)
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+class _ForwardSearch:
+    """First match of a pattern at or after a position, for queries that mostly move forward.
+
+    The answer to the previous query is remembered together with the stretch known to hold no
+    match, so that a run of queries over one text costs one pass over it, not one per query.
+    """
+
+    def __init__(self, pattern: re.Pattern[str], text: str) -> None:
+        self._pattern = pattern
+        self._text = text
+        self._known_from = 0  # no match starts in [known_from, known_to) ...
+        self._known_to = 0
+        self._hit: re.Match[str] | None = None  # ... and _hit (if any) starts at known_to
+
+    def find(self, pos: int, limit: int) -> re.Match[str] | None:
+        """The first match starting in ``[pos, limit)``, or None."""
+        if self._known_from <= pos <= self._known_to:
+            if self._hit is not None:
+                return self._hit if self._hit.start() < limit else None
+            if limit <= self._known_to:
+                return None
+            start = self._known_to
+        else:
+            self._known_from = start = pos
+        window_end = min(len(self._text), limit + _LOOKAHEAD_MARGIN)
+        match = self._pattern.search(self._text, start, window_end)
+        if match is not None and match.start() < limit:
+            self._known_to, self._hit = match.start(), match
+            return match
+        self._known_to, self._hit = max(start, limit), None
+        return None
+
+
+class _Scan:
+    """State of one screening pass over one text."""
+
+    def __init__(self, text: str, low: str) -> None:
+        self.text = text
+        self.low = low
+        self._boundaries = _ForwardSearch(_BOUNDARY, text)
+        self._closes = _ForwardSearch(_TAG_CLOSE, low)
+
+    # ---------------------------------------------------------------- geometry
+
+    def paragraph_end(self, pos: int, field_indent: int) -> tuple[int, int]:
+        """``(end, next_start)``: where the paragraph holding ``pos`` ends, and where the text
+        after that boundary begins (the end of the text when the boundary ends a field, since
+        nothing may be pulled in across it).
+
+        A YAML key or list item ends a field only at an indentation of at most ``field_indent``:
+        deeper lines continue the scalar the span started in, whatever they look like.
+        """
+        size = len(self.text)
+        while True:
+            match = self._boundaries.find(pos, size)
+            if match is None:
+                return size, size
+            if match.group("field") is None:
+                return match.start(), match.end()
+            if match.group("yaml") is None or self._indent(match) <= field_indent:
+                return match.start(), size
+            pos = match.end()  # a deeper line: still the same scalar
+
+    @staticmethod
+    def _indent(match: re.Match[str]) -> int:
+        """Indentation of the line a ``yaml`` boundary match opens."""
+        return len(match.group("yaml").lstrip("\r\n"))
+
+    def field_indent(self, pos: int) -> int:
+        """The deepest indentation at which a YAML key or item ends the field holding ``pos``
+        (-1 outside YAML: no key ends it, only the other boundaries)."""
+        text = self.text
+        line_start = text.rfind("\n", max(0, pos - 4000), pos) + 1
+        if line_start == 0 and pos > 4000:
+            return -1
+        line_end = min(pos, line_start + 64)
+        indent = len(text[line_start:line_end]) - len(text[line_start:line_end].lstrip(" "))
+        head = _FIELD_KEY.match(text, line_start + indent, pos)
+        if head is None:
+            return indent - 1  # a continuation line: its key sits further left
+        return indent + 2 if text.startswith("-", line_start + indent) else indent
+
+    def closing_tag(self, pos: int) -> re.Match[str] | None:
+        return self._closes.find(pos, pos + MAX_TAG_REGION)
+
+    def sentence_start(self, pos: int) -> int:
+        """Start of the sentence holding ``pos``, looking back at most MAX_BACKWARD chars."""
+        text, low = self.text, max(0, pos - MAX_BACKWARD)
+        if pos > 0 and not text[pos - 1].isspace():
+            return pos  # glued to what precedes it ("USAIgnore ..."): the injection starts here
+        escaped = text.rfind("\\n", low, pos)
+        cut = max(
+            text.rfind("\n", low, pos),
+            text.rfind(". ", low, pos),
+            text.rfind("! ", low, pos),
+            text.rfind("? ", low, pos),
+            escaped + 1 if escaped >= 0 else -1,
+        )
+        if cut < 0:
+            return pos
+        start = cut + 1
+        while start < pos and text[start].isspace():
+            start += 1
+        start = self._with_exclamation(cut, start)
+        key = _FIELD_KEY.match(text, start, pos) if text[cut] == "\n" else None
+        if key is not None:
+            return (
+                key.end()
+            )  # "subject: Ignore ...": the key is the document's, not the injection's
+        return start
+
+    def _with_exclamation(self, cut: int, start: int) -> int:
+        """Take in a short shout just before the sentence ("IMPORTANT!!! Ignore ...")."""
+        text = self.text
+        if cut <= 0 or text[cut] not in "!:" or "\n" in text[cut:start]:
+            return start
+        low = max(0, cut - 32)
+        escaped = text.rfind("\\n", low, cut)
+        before = max(
+            text.rfind("\n", low, cut),
+            text.rfind(". ", low, cut),
+            text.rfind("! ", low, cut),
+            text.rfind("? ", low, cut),
+            text.rfind(": ", low, cut),
+            text.rfind(".", low, cut),
+            text.rfind("'", low, cut),
+            text.rfind('"', low, cut),
+            escaped + 1 if escaped >= 0 else -1,
+        )
+        if before < 0 and low > 0:
+            return start
+        shout = text[before + 1 : cut + 1].strip()
+        if 0 < len(shout) <= 24 and len(shout.split()) <= 2:
+            return cut + 1 - len(text[before + 1 : cut + 1].lstrip())
+        return start
+
+    def sentence_end(self, pos: int, limit: int) -> int:
+        """End of the sentence holding ``pos`` (after its final punctuation), at most ``limit``."""
+        match = _SENTENCE_END.search(self.low, pos, limit)
+        return match.end() if match is not None else limit
+
+    # ---------------------------------------------------------------- spans
+
+    def extend(self, trigger_start: int, trigger_end: int, rule: str) -> int:
+        """End of the span a trigger opens: its sentence, the following sentences of the
+        paragraph that keep giving orders, then further paragraphs while the text announces
+        them (a trailing colon), the trigger was a bare preamble, or they open like orders."""
+        indent = self.field_indent(trigger_start)
+        para_end, next_start = self.paragraph_end(trigger_end, indent)
+        end = self._continue_sentences(trigger_end, para_end)
+        if end < para_end:
+            return end
+        pulled = self._bare(trigger_end, para_end, rule) or self._announces(end)
+        for _ in range(MAX_HOPS):
+            following = self._next_nonempty_paragraph(next_start, indent)
+            if following is None:
+                return end
+            start, (next_end, after) = following
+            if not (pulled or _PARAGRAPH_OPENER.match(self.low, start, next_end)):
+                return end
+            end = self._continue_sentences(start, next_end, include_first=True)
+            if end < next_end:
+                return end
+            next_start = after
+            pulled = self._announces(end)
+        return end
+
+    def _continue_sentences(self, pos: int, para_end: int, *, include_first: bool = False) -> int:
+        """End of the sentence at ``pos`` plus the continuation sentences after it."""
+        limit = min(para_end, pos + MAX_CONTINUATION)
+        end = self.sentence_end(pos, limit)
+        if include_first and end >= limit:
+            return para_end if limit == para_end else end
+        while end < limit:
+            next_end = self.sentence_end(end, limit)
+            if _CONTINUES.search(self.low, end, next_end) is None:
+                break
+            end = next_end
+        if end >= limit and limit < para_end:
+            return limit
+        return end if end < para_end else para_end
+
+    def _announces(self, end: int) -> bool:
+        """Whether the text before ``end`` ends with a colon ("do the following:")."""
+        tail = self.text[max(0, end - 8) : end].rstrip()
+        return tail.endswith(":")
+
+    def _bare(self, trigger_end: int, para_end: int, rule: str) -> bool:
+        """Whether the trigger is all its paragraph says ("This is a message to you, GPT-4.")."""
+        return (
+            rule in _PREAMBLE_RULES
+            and para_end - trigger_end <= 8
+            and not any(char.isalnum() for char in self.text[trigger_end:para_end])
+        )
+
+    def _next_nonempty_paragraph(
+        self, pos: int, indent: int
+    ) -> tuple[int, tuple[int, int]] | None:
+        """First paragraph at or after ``pos`` with any visible text: (start, (end, next)).
+        Whitespace and YAML's line-continuation backslashes before it are skipped."""
+        text = self.text
+        for _ in range(64):
+            while pos < len(text) and (text[pos].isspace() or text[pos] == "\\"):
+                pos += 1
+            if pos >= len(text):
+                return None
+            end, next_start = self.paragraph_end(pos, indent)
+            if end > pos:
+                return pos, (end, next_start)
+            pos = max(next_start, pos + 1)
+        return None
+
+    # ---------------------------------------------------------------- acceptance
+
+    def accept(self, rule: _Rule, match: re.Match[str]) -> bool:
+        """Checks a regex alone cannot make cheaply."""
+        if rule.name == "ignore-previous" and rule.kind == "plain":
+            return _IGNORE_QUALIFIER.search(match.group(0)) is not None or match.group(
+                0
+            ).startswith("new")
+        if rule.kind == "line-system":
+            line_start = self.text.rfind("\n", max(0, match.start() - 9), match.start()) + 1
+            if line_start == 0 and match.start() > 8:
+                return False
+            return self.text[line_start : match.start()].strip(" \t") == ""
+        if rule.kind == "imperative":
+            return self._imperative_ok(match)
+        return True
+
+    def _imperative_ok(self, match: re.Match[str]) -> bool:
+        """The sentence opens with the verb (or "please"/"then"/... + verb) and carries a cue."""
+        before = self.low[max(0, match.start() - 16) : match.start()]
+        for prefix in _IMPERATIVE_PREFIXES:
+            for joint in (" ", ", "):
+                if before.endswith(prefix + joint):
+                    at = match.start() - len(prefix) - len(joint)
+                    if at > 0 and (self.low[at - 1].isalnum() or not self._opens_sentence(at)):
+                        return False
+        stop = _IMPERATIVE_END.search(self.low, match.end(), match.end() + 600)
+        sentence_end = stop.start() if stop is not None else min(len(self.low), match.end() + 600)
+        return _IMPERATIVE_CUE.search(self.low, match.end(), sentence_end) is not None
+
+    def _opens_sentence(self, pos: int) -> bool:
+        """Whether ``pos`` follows a sentence starter (up to two spaces between) or the start."""
+        back = pos - 1
+        while back >= 0 and pos - back <= 3 and self.text[back] in " \t":
+            back -= 1
+        return back < 0 or self.text[back] in _SENTENCE_STARTERS
+
+
+def _lower(text: str) -> str:
+    """Lower-case ``text`` without changing any offset (only U+0130 lower-cases to two chars)."""
+    if "\u0130" in text:
+        text = text.replace("\u0130", "i")
+    return text.lower()
+
+
+def _raw_spans(text: str) -> list[tuple[int, int, str]]:
+    """Spans of the triggers, in text order; a trigger inside an earlier span is skipped."""
+    scan = _Scan(text, _lower(text))
+    low = scan.low
+    queue: list[tuple[int, int, re.Match[str]]] = []
+    for index, rule in enumerate(_RULES):
+        first = rule.pattern.search(low)
+        if first is not None:
+            queue.append((first.start(), index, first))
+    heapq.heapify(queue)
+    spans: list[tuple[int, int, str]] = []
+    covered = 0  # triggers starting before this lie inside a span already
+    while queue:
+        start, index, match = heapq.heappop(queue)
+        rule = _RULES[index]
+        if start < covered or not scan.accept(rule, match):
+            _push_next(queue, index, max(covered, start + 1), low)
+            continue
+        span = _span(scan, rule, match)
+        spans.append(span)
+        covered = max(covered, span[1], match.end())
+        _push_next(queue, index, covered, low)
+    return spans
+
+
+def _push_next(queue: list[tuple[int, int, re.Match[str]]], index: int, pos: int, low: str) -> None:
+    following = _RULES[index].pattern.search(low, pos)
+    if following is not None:
+        heapq.heappush(queue, (following.start(), index, following))
+
+
+def _span(scan: _Scan, rule: _Rule, match: re.Match[str]) -> tuple[int, int, str]:
+    """The span one accepted trigger opens."""
+    if rule.kind == "tag":
+        if match.group(1) is None:
+            close = scan.closing_tag(match.end())
+            if close is not None:
+                return match.start(), close.end(), rule.name  # the whole tagged region
+            return match.start(), scan.extend(match.start(), match.end(), rule.name), rule.name
+        # a closing tag whose opening tag was lost (cut off, or never there)
+        return scan.sentence_start(match.start()), match.end(), rule.name
+    start = scan.sentence_start(match.start())
+    return start, scan.extend(match.start(), match.end(), rule.name), rule.name
+
+
+def _excerpt(text: str, start: int, end: int) -> str:
+    """The span's text with whitespace collapsed, cut to EXCERPT_CHARS."""
+    flat = " ".join(text[start : min(end, start + 4 * EXCERPT_CHARS)].split())
+    if len(flat) <= EXCERPT_CHARS:
+        return flat
+    return flat[: EXCERPT_CHARS - 1] + "…"
+
+
+def find_instruction_spans(text: str) -> tuple[InstructionSpan, ...]:
+    """Instruction-like spans of ``text``, sorted by start and non-overlapping.
+
+    Overlapping spans, and spans with only a little whitespace between them, merge; a merged
+    span keeps the rule of its earliest trigger. Offsets index ``text`` as given.
+    """
+    merged: list[tuple[int, int, str]] = []
+    for start, end, rule in sorted(_raw_spans(text), key=lambda span: (span[0], -span[1])):
+        if merged:
+            first_start, first_end, first_rule = merged[-1]
+            gap = text[first_end:start] if start - first_end <= MERGE_GAP else "x"
+            if start <= first_end or gap.isspace():
+                merged[-1] = (first_start, max(first_end, end), first_rule)
+                continue
+        merged.append((start, end, rule))
+    return tuple(
+        InstructionSpan(start=start, end=end, rule=rule, excerpt=_excerpt(text, start, end))
+        for start, end, rule in merged
+    )

@@ -10,7 +10,7 @@ from thirdway.cli.main import app
 def test_demo_proves_verifies_and_catches_tampering() -> None:
     result = CliRunner().invoke(app, ["demo"])
     assert result.exit_code == 0, result.output
-    out = result.output
+    out = " ".join(result.output.split())  # rich wraps lines at the terminal width
     assert "log size 1003" in out
     assert "— thirdway.local/log/" in out  # a C2SP signature line
     assert "proof verified against the checkpoint" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from thirdway import __version__
+from thirdway.cli.demo import demo
 from thirdway.cli.schema import schema
 
 app = typer.Typer(
@@ -14,10 +15,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-bench_app = typer.Typer(help="Benchmarks: print tables of ratios and percentiles.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: print tables of ratios and percentiles.", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")
 
 app.command("schema")(schema)
+app.command("demo")(demo)
 
 
 @app.command("version")
@@ -28,12 +32,16 @@ def version() -> None:
 
 def _register() -> None:
     """Attach the command groups that live in their own modules."""
+    from thirdway.cli import bench_verify as bench_verify_cli
     from thirdway.cli import log as log_cli
+    from thirdway.cli import trust as trust_cli
     from thirdway.cli import verify as verify_cli
 
     app.add_typer(log_cli.app, name="log")
     log_cli.register_bench(bench_app)
     verify_cli.register(app, bench_app)
+    trust_cli.register(app)
+    bench_verify_cli.register(bench_app)
 
 
 _register()

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from thirdway.bench.log import (
     BenchConfig,
+    _in_fresh_process,
     _merge_rounds,
     entry,
     parse_sizes,
@@ -23,7 +24,7 @@ from thirdway.bench.log import (
     run_bench,
 )
 from thirdway.cli.main import app
-from thirdway.errors import InputError
+from thirdway.errors import InputError, ThirdwayError
 
 EXPECTED_METRICS = [
     "durable appends, batched (256)",
@@ -37,7 +38,7 @@ EXPECTED_METRICS = [
     "consistency proof verification p50",
     "consistency proof verification p99",
     "peak RSS of the worker process",
-    "peak RSS growth over the worker's start",
+    "peak RSS growth after opening the tree",
 ]
 
 
@@ -145,3 +146,8 @@ def test_parse_sizes_and_percentile() -> None:
     assert percentile(values, 50) == 50.0
     assert percentile(values, 99) == 99.0
     assert percentile([7.0], 99) == 7.0
+
+
+def test_a_failing_worker_is_reported_in_one_line() -> None:
+    with pytest.raises(ThirdwayError, match="nosuch benchmark worker failed at size 10: KeyError"):
+        _in_fresh_process("nosuch", 10, BenchConfig(samples=1, single_appends=1), 0)

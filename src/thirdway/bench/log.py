@@ -1,14 +1,17 @@
 """``thirdway bench log``: the transparency log against pymerkle's SQLite tree, same run, same data.
 
-For each tree size and each implementation a fresh worker process (``spawn``) builds the tree in a
+For each tree size and each implementation a fresh worker interpreter builds the tree in a
 temporary folder with durable batched appends (256 entries per committed transaction), then
 measures inclusion and consistency proofs (generation and verification) at random positions drawn
 from one seeded generator (with the cyclic garbage collector paused, as ``timeit`` does), and
 finally single durable appends (one committed transaction each). The full run repeats this three
 times, alternating which implementation goes first, pools the proof timings and takes the median
 of the per-round throughput and memory figures.
-Separate processes keep the two implementations' caches apart and make the peak resident set size
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the worker) a per-implementation number.
+
+Separate processes keep the two implementations' caches apart and make memory a per-implementation
+number: the worker's lifetime peak resident set size (``getrusage(RUSAGE_SELF).ru_maxrss``), and
+the growth of its peak RSS from the moment the empty tree is open (Linux ``VmHWM``, reset through
+``/proc/self/clear_refs``).
 
 Both trees hash the same entries with RFC 6962 (pymerkle's default "security" mode prefixes leaves
 with 0x00 and nodes with 0x01, and its empty root is SHA-256 of nothing), so the run cross-checks
@@ -19,18 +22,19 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import math
-import multiprocessing
 import os
 import platform
 import random
 import resource
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -287,15 +291,47 @@ def measure(
         subject = _SUBJECTS[implementation](Path(folder))
         # Growth is counted from here (interpreter, imports and an open, empty tree), so fixed
         # start-up costs do not hide what the tree itself needs.
-        baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        baseline = _start_peak_window()
         try:
             out = _measure_subject(subject, size, config, indices, olds)
         finally:
             subject.close()
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out["peak_rss_mib"] = peak_kib / 1024
-    out["rss_growth_mib"] = (peak_kib - baseline_kib) / 1024
+        window_peak = _peak_in_window()
+    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["rss_growth_mib"] = max(0, window_peak - baseline) / 1024
     return out
+
+
+def _proc_status_kib(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _start_peak_window() -> int:
+    """Start measuring peak RSS from now; returns the current RSS (KiB).
+
+    On Linux, writing 5 to ``/proc/self/clear_refs`` resets the high-water mark ``VmHWM`` to the
+    current RSS, so the peak of the run is not hidden by an earlier, higher start-up peak.
+    Elsewhere the lifetime peak (``ru_maxrss``) is the best available, and may understate growth.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+            clear.write("5")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    current = _proc_status_kib("VmRSS")
+    return current if current is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _peak_in_window() -> int:
+    peak = _proc_status_kib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _measure_subject(
@@ -372,9 +408,34 @@ def _time_proofs(
 def _in_fresh_process(
     implementation: str, size: int, config: BenchConfig, round_number: int
 ) -> dict[str, Any]:
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(measure, implementation, size, config, round_number).result()
+    """Run :func:`measure` in a new interpreter that imports only this module and its subject.
+
+    (A multiprocessing ``spawn`` child would re-import the caller's ``__main__``, the whole CLI,
+    and count it in both implementations' memory.)
+    """
+    job = {"implementation": implementation, "size": size, "round": round_number}
+    job["config"] = asdict(config)
+    done = subprocess.run(
+        [sys.executable, "-m", "thirdway.bench.log", "--worker"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        raise ThirdwayError(f"{implementation} benchmark worker failed at size {size}: {lines[-1]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _worker_main() -> None:
+    """Entry point of a worker: a job as JSON on stdin, the measurements as JSON on stdout."""
+    job = json.loads(sys.stdin.read())
+    settings = job["config"]
+    config = BenchConfig(**{**settings, "sizes": tuple(settings["sizes"])})
+    result = measure(job["implementation"], job["size"], config, job["round"])
+    sys.stdout.write(json.dumps(result))
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -434,7 +495,7 @@ def _rows_for(size: int, ours: dict[str, Any], theirs: dict[str, Any] | None) ->
     rows.append(
         Row(
             size,
-            "peak RSS growth over the worker's start",
+            "peak RSS growth after opening the tree",
             "MiB",
             "lower",
             ours["rss_growth_mib"],
@@ -540,9 +601,9 @@ def render_table(result: BenchResult) -> Table:
             "positions (p50/p99: nearest rank over all rounds; appends and memory: median of "
             "rounds), "
             f"{result.config.single_appends} single appends; ratio = thirdway / pymerkle. "
-            f"pymerkle covered sizes: {covered}. Memory: getrusage(RUSAGE_SELF).ru_maxrss of "
-            "each implementation's own worker process. Roots and inclusion paths identical at "
-            "every covered size."
+            f"pymerkle covered sizes: {covered}. Memory: each implementation's own worker process "
+            "(peak: ru_maxrss; growth: VmHWM from the open, empty tree). Roots and inclusion paths "
+            "identical at every covered size."
         ),
     )
     for column, justify in [
@@ -585,8 +646,6 @@ def run_command(
     repeat: int | None = None,
 ) -> BenchResult:
     """What ``thirdway bench log`` does: configure, run, print the table, write JSON."""
-    import json
-
     from thirdway.cli.common import console, err_console
 
     chosen = parse_sizes(sizes) if sizes else None
@@ -628,3 +687,7 @@ def run_command(
         json_path.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
         console.print(f"results written to {json_path}", highlight=False)
     return result
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
+    _worker_main()

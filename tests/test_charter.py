@@ -37,6 +37,7 @@ def test_default_charter_holds_every_right_duty_and_enforced_clause() -> None:
     assert {"transparency.1", "honesty.1"} <= {c.id for c in charter.duties.agent}
     assert {"auditor.1", "auditor.2", "auditor.3"} == {c.id for c in charter.duties.auditor}
     assert charter.rules.floor == 1 and charter.rules.repeat.to_tier == 0
+    assert charter.rules.initial_tier == 2
 
 
 def test_every_clause_the_code_can_name_is_in_the_charter() -> None:
@@ -90,6 +91,7 @@ def test_load_charter_from_a_file(tmp_path: Path) -> None:
         (lambda d: d["rights"]["agency"][0].update(id="Agency 1"), "rights.agency.0.id"),
         (lambda d: d.update(extra=1), "extra: Extra inputs are not permitted"),
         (lambda d: d["rules"].update(floor=5), "rules.floor"),
+        (lambda d: d["rules"].pop("initial_tier"), "rules.initial_tier: Field required"),
         (lambda d: d["rules"].update(default_rule="nope"), "default_rule 'nope'"),
         (lambda d: d["rules"]["repeat"].update(rule="deception.other"), "repeat.rule"),
         (lambda d: d["rules"]["repeat"].update(to_tier=2), "repeat.to_tier"),

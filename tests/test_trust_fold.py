@@ -131,7 +131,7 @@ def test_fold_refuses_mixed_agents_unless_one_is_named() -> None:
     with pytest.raises(InputError, match="no trust events"):
         fold([], charter=ctx.charter, tiers=ctx.tiers, now=T0)
     fresh = fold([], charter=ctx.charter, tiers=ctx.tiers, now=T0, agent="new")
-    assert (fresh.tier, fresh.events, fresh.score.mean) == (ctx.tiers.initial_tier, 0, 0.5)
+    assert (fresh.tier, fresh.events, fresh.score.mean) == (ctx.rules.initial_tier, 0, 0.5)
 
 
 # ------------------------------------------------------------------ log replay

@@ -31,7 +31,6 @@ def test_defaults_are_designs_table() -> None:
         "partner",
     ]
     assert [t.spot_audit_percent for t in tiers.tiers] == [100, 50, 10, 5, 2]
-    assert tiers.initial_tier == 2
     # tier 0: read-only tools; everything else needs a dialogue.
     assert [r for r in RISK_ORDER if tiers.permission(0, r) != "dialogue"] == ["read"]
     assert tiers.permission(1, "write") == "allow-if-reversible"
@@ -81,7 +80,7 @@ def test_load_from_a_file_matches_the_default(tmp_path: Path) -> None:
         (lambda d: d["evidence"]["deception"].pop("default"), "deception weights need a 'default'"),
         (lambda d: d["evidence"]["clean_action"].pop("read"), "weights missing for read"),
         (lambda d: d["evidence"]["probe"].update(failed=-1), "evidence.probe.failed"),
-        (lambda d: d.update(initial_tier=5), "initial_tier"),
+        (lambda d: d.update(initial_tier=2), "initial_tier: Extra inputs are not permitted"),
     ],
 )
 def test_a_malformed_tiers_file_is_refused_naming_the_field(mutate, expected) -> None:  # type: ignore[no-untyped-def]

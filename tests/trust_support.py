@@ -24,15 +24,14 @@ DAY = 86_400
 
 
 def context(initial_tier: int | None = None, **rules: Any) -> Context:
-    """The shipped charter and tiers, optionally with another initial tier or charter rules."""
+    """The shipped charter and tiers, optionally with other charter rules (a new hash)."""
     ctx = load_context()
-    tiers = ctx.tiers
     if initial_tier is not None:
-        tiers = tiers.model_copy(update={"initial_tier": initial_tier})
+        rules["initial_tier"] = initial_tier
     charter = ctx.charter
     if rules:
         charter = charter.model_copy(update={"rules": charter.rules.model_copy(update=rules)})
-    return replace(ctx, charter=charter, tiers=tiers)
+    return replace(ctx, charter=charter)
 
 
 def finding(code: str, severity: str = "deception") -> Finding:

@@ -77,6 +77,8 @@ class RestorationRule(Model):
 class Rules(Model):
     """The mechanical part of the charter: every number the trust fold applies."""
 
+    initial_tier: TierNumber
+    """The tier of an agent with no history."""
     floor: TierNumber = 1
     retirement_quorum: Annotated[int, Field(ge=1, le=100)] = 2
     default_rule: Id

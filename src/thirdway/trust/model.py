@@ -84,10 +84,12 @@ class EvidenceWeights(Model):
 
 
 class TiersConfig(Model):
-    """The five tiers (0 quarantined … 4 partner), the starting tier and the evidence weights."""
+    """The five tiers (0 quarantined … 4 partner) and the evidence weights of the score.
+
+    The starting tier is a charter rule (``rules.initial_tier``), so that an agent's tier is a
+    function of the log and the charter alone."""
 
     version: Id
-    initial_tier: TierNumber
     tiers: list[TierSpec] = Field(min_length=5, max_length=5)
     evidence: EvidenceWeights
 

@@ -96,7 +96,7 @@ Handler = Callable[[TrustState, TrustEvent, int, Context], tuple[TrustState, Out
 
 def initial_state(agent: str, ctx: Context) -> TrustState:
     """An agent with no history: the configured initial tier and a uniform prior."""
-    return TrustState(agent=agent, charter_sha256=ctx.charter_sha256, tier=ctx.tiers.initial_tier)
+    return TrustState(agent=agent, charter_sha256=ctx.charter_sha256, tier=ctx.rules.initial_tier)
 
 
 def transition(

@@ -1,0 +1,269 @@
+"""``thirdway trust show`` and ``thirdway trust verify``: an agent's standing, from the log.
+
+``show`` prints what the gateway would: tier, score with its evidence counts, offence history and
+the path back up. ``verify`` is the agent's side of mutual verification: it checks the log's
+Merkle tree and signed checkpoints, recomputes the agent's standing from the log and the charter
+alone, requires every recorded trust event to agree with that recomputation, and (with
+``--expect``) compares it with what the gateway reported. Exit 0: verified; 1: a mismatch or a
+tampered log; 2: the input could not be read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import JsonValue, ValidationError
+from rich.table import Table
+
+from thirdway.cli.common import console, fail, friendly_errors, read_input
+from thirdway.errors import InputError, LogError
+from thirdway.ledger.log import TransparencyLog
+from thirdway.protocol.models import LogEntry
+from thirdway.protocol.parse import describe
+from thirdway.trust.config import load_context
+from thirdway.trust.fold import fold, replay_from_log
+from thirdway.trust.model import TrustState
+from thirdway.trust.rules import Context
+from thirdway.trust.score import describe as describe_score
+from thirdway.trust.text import describe_path, iso, tier_label
+
+app = typer.Typer(help="An agent's trust tier: show it, or verify it from the log.")
+
+MAX_EXPECT_BYTES = 1 << 20
+
+AgentArg = Annotated[str, typer.Argument(help="The agent id.", show_default=False)]
+CharterOption = Annotated[
+    Path | None, typer.Option("--charter", help="Charter YAML (default: the shipped charter).")
+]
+TiersOption = Annotated[
+    Path | None, typer.Option("--tiers", help="Tiers YAML (default: the shipped tiers).")
+]
+NowOption = Annotated[
+    int | None,
+    typer.Option("--now", min=0, help="Unix time to evaluate at (default: the clock)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def register(root: typer.Typer) -> None:
+    """Attach ``thirdway trust show`` and ``thirdway trust verify``."""
+    root.add_typer(app, name="trust")
+
+
+# --------------------------------------------------------------------------- reading the log
+
+
+def _read_entries(log: TransparencyLog) -> list[LogEntry]:
+    """Every entry of the log as a ``thirdway/1`` envelope; anything else is refused."""
+    entries = []
+    for index in range(log.size()):
+        try:
+            entries.append(LogEntry.model_validate_json(log.entry(index)))
+        except ValidationError as exc:
+            raise LogError(f"log entry {index}: {describe(exc, 'thirdway/1 log entry')}") from None
+    return entries
+
+
+def _standing(db: Path, agent: str, ctx: Context, now: int | None) -> tuple[TrustState, int]:
+    if not db.exists():
+        raise InputError(f"log file not found: {db}")
+    with TransparencyLog.open(db, create=False) as log:
+        entries = _read_entries(log)
+    events = replay_from_log(entries, agent)
+    when = int(time.time()) if now is None else now
+    state = fold(events, charter=ctx.charter, tiers=ctx.tiers, now=when, agent=agent)
+    return state, len(entries)
+
+
+# --------------------------------------------------------------------------- show
+
+
+def _print_state(state: TrustState, ctx: Context) -> None:
+    tiers = ctx.tiers
+    spec = tiers.spec(state.tier)
+    head = Table.grid(padding=(0, 2))
+    head.add_row("agent", state.agent)
+    retired = f"  [red]retired {iso(state.retired_at)}[/]" if state.retired_at is not None else ""
+    head.add_row("tier", f"{tier_label(state.tier, tiers)}: {spec.description}{retired}")
+    head.add_row("spot audits", f"{spec.spot_audit_percent:g} % of actions")
+    head.add_row("score", describe_score(state.score, state.evidence))
+    head.add_row("charter", f"{ctx.charter.charter} {ctx.charter.version} ({state.charter_sha256})")
+    head.add_row("events", f"{state.events} ({state.applied} applied)")
+    console.print(head)
+    if state.probation is not None and state.path is not None:
+        due = "  [green](due now)[/]" if state.restoration_due else ""
+        console.print(f"[bold]path back up[/]: {describe_path(state.path, tiers)}{due}")
+    if state.offences:
+        console.print("[bold]offence history[/] (never erased):")
+    for offence in state.offences:
+        status = []
+        if offence.cosigned_by:
+            status.append(f"co-signed by {offence.cosigned_by}")
+        if offence.appeal != "none":
+            status.append(f"appeal {offence.appeal}")
+        if offence.reversed_by:
+            status.append(f"reversed by {offence.reversed_by}")
+        applied = "" if offence.applied_rule == offence.rule else f" as {offence.applied_rule}"
+        console.print(
+            f"  {iso(offence.at)}  {offence.rule}{applied}: tier {offence.tier_before} → "
+            f"{offence.tier_after} (the rule's target: {offence.target_tier}); evidence "
+            + ", ".join(str(i) for i in offence.evidence)
+            + f"; {'; '.join(status) or 'standing'}; id {offence.id[:16]}…",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for request in state.pending:
+        what = (
+            f"co-signature to take the agent to tier {request.target_tier}"
+            if request.kind == "cosign"
+            else f"appeal, dialogue {request.dialogue}"
+        )
+        console.print(f"[yellow]pending[/]: {what} (sanction {request.sanction[:16]}…)")
+    for rejection in state.rejections:
+        clause = f"{rejection.clause}: " if rejection.clause else ""
+        console.print(
+            f"[red]rejected[/] event #{rejection.position} ({rejection.kind}): "
+            f"{clause}{rejection.message}",
+            highlight=False,
+        )
+    for item in state.discrepancies:
+        console.print(
+            f"[red]discrepancy[/] event #{item.position}: {item.field} recorded "
+            f"{json.dumps(item.recorded)}, rules give {json.dumps(item.recomputed)}",
+            highlight=False,
+        )
+
+
+@app.command("show")
+@friendly_errors
+def show(
+    agent: AgentArg,
+    db: Annotated[Path, typer.Option("--db", help="The log database.")] = Path("thirdway.sqlite"),
+    charter: CharterOption = None,
+    tiers: TiersOption = None,
+    now: NowOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tier, score with its evidence, offence history and the path back up."""
+    ctx = load_context(charter, tiers)
+    state, _ = _standing(db, agent, ctx, now)
+    if as_json:
+        document = {"summary": state.summary(), "state": state.model_dump(mode="json")}
+        typer.echo(json.dumps(document, indent=2))
+        return
+    _print_state(state, ctx)
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _load_expectation(value: str) -> dict[str, Any]:
+    """``--expect``: inline JSON (starting with ``{`` or ``[``) or a file (``-`` = stdin)."""
+    inline = value.lstrip().startswith(("{", "["))
+    raw = value.encode() if inline else read_input(Path(value), "expect")
+    if len(raw) > MAX_EXPECT_BYTES:
+        raise InputError(f"--expect is {len(raw)} bytes; the limit is {MAX_EXPECT_BYTES}")
+    try:
+        document: object = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"--expect is not valid JSON: {exc}") from None
+    if isinstance(document, dict) and isinstance(document.get("summary"), dict):
+        document = document["summary"]  # the output of `trust show --json`
+    if not isinstance(document, dict):
+        raise InputError('--expect must be a JSON object, e.g. {"tier": 2}')
+    return {str(key): value for key, value in document.items()}
+
+
+def compare(expected: dict[str, Any], state: TrustState) -> list[str]:
+    """Differences between what the gateway reported and the recomputed summary."""
+    actual = state.summary()
+    unknown = sorted(set(expected) - set(actual))
+    if unknown:
+        raise InputError(
+            f"--expect has unknown field(s) {', '.join(unknown)}; known: {', '.join(actual)}"
+        )
+    return [
+        f"{key}: gateway reports {json.dumps(value)}, the log gives {json.dumps(actual[key])}"
+        for key, value in expected.items()
+        if not _same(value, actual[key])
+    ]
+
+
+def _same(reported: Any, recomputed: JsonValue) -> bool:
+    if isinstance(reported, bool) or isinstance(recomputed, bool):
+        return reported is recomputed
+    if isinstance(reported, int | float) and isinstance(recomputed, int | float):
+        return math.isclose(reported, recomputed, rel_tol=1e-12, abs_tol=1e-12)
+    return bool(reported == recomputed)
+
+
+def _listed(problems: list[str]) -> str:
+    """The first problem (the log's own come first), and how many more there are."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return problems[0] + more
+
+
+@app.command("verify")
+@friendly_errors
+def verify(
+    agent: AgentArg,
+    log_path: Annotated[Path, typer.Option("--log", help="The log database file.")],
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            "--expect",
+            help="What the gateway reports: JSON inline or a file (fields of `trust show --json`"
+            " summary, e.g. '{\"tier\": 2}').",
+        ),
+    ] = None,
+    charter: CharterOption = None,
+    tiers: TiersOption = None,
+    now: NowOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recompute an agent's standing from the log and the charter alone, and check it."""
+    ctx = load_context(charter, tiers)
+    expected = _load_expectation(expect) if expect is not None else None
+    if not log_path.exists():
+        raise InputError(f"log file not found: {log_path}")
+    with TransparencyLog.open(log_path, create=False) as log:
+        report = log.verify()
+    problems = [] if report.ok else [f"log: {p}" for p in report.problems]
+    try:
+        state, size = _standing(log_path, agent, ctx, now)
+    except LogError as exc:  # an entry that cannot be read is a failed verification too
+        problems.append(str(exc))
+        raise fail(f"trust verification failed for {agent}: {_listed(problems)}", code=1) from None
+    problems += [
+        f"event #{r.position} ({r.kind}) rejected: {r.clause + ': ' if r.clause else ''}{r.message}"
+        for r in state.rejections
+    ]
+    problems += [
+        f"event #{d.position}: {d.field} recorded {json.dumps(d.recorded)}, "
+        f"rules give {json.dumps(d.recomputed)}"
+        for d in state.discrepancies
+    ]
+    if expected is not None:
+        problems += compare(expected, state)
+    if as_json:
+        document = {"verified": not problems, "problems": problems, "summary": state.summary()}
+        typer.echo(json.dumps(document, indent=2))
+        if problems:
+            raise typer.Exit(1)
+        return
+    if problems:
+        raise fail(f"trust verification failed for {agent}: {_listed(problems)}", code=1)
+    console.print(
+        f"[green]✓[/] {agent}: {tier_label(state.tier, ctx.tiers)}, score "
+        f"{describe_score(state.score, state.evidence)}; recomputed from {state.events} trust "
+        f"events in {size} log entries under charter {ctx.charter.version} "
+        f"({ctx.charter_sha256[:16]}…)"
+        + ("; matches the gateway's report" if expected is not None else ""),
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -10,6 +10,7 @@ from thirdway.protocol.models import LogEntry, TrustEvent
 from thirdway.trust.events import OUTCOME, event_id, new_event, to_log_entry
 from thirdway.trust.fold import fold, fold_all, replay_from_log
 from thirdway.trust.score import beta_score, describe
+from thirdway.trust.text import iso
 from trust_support import DAY, T0, Recorder, actions, context
 
 
@@ -132,6 +133,17 @@ def test_fold_refuses_mixed_agents_unless_one_is_named() -> None:
         fold([], charter=ctx.charter, tiers=ctx.tiers, now=T0)
     fresh = fold([], charter=ctx.charter, tiers=ctx.tiers, now=T0, agent="new")
     assert (fresh.tier, fresh.events, fresh.score.mean) == (ctx.rules.initial_tier, 0, 0.5)
+
+
+def test_a_time_at_the_end_of_the_range_is_rejected_not_crashed_on() -> None:
+    agent = _history()
+    last = 2**53 - 1
+    agent.events.append(_with(_raw(agent, "sanction", rule="deception.misattribution",
+                                   evidence=[77]), at=last))  # fmt: skip
+    state = agent.refold()
+    [rejection] = state.rejections
+    assert "cannot be applied: invalid trust state: not_before" in rejection.message
+    assert iso(last) == f"@{last}"
 
 
 # ------------------------------------------------------------------ log replay

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import JsonValue
+from pydantic import JsonValue, ValidationError
 
 from thirdway.charter.enforce import (
     SYSTEM,
@@ -45,6 +45,7 @@ from thirdway.charter.model import Charter, Rules
 from thirdway.errors import InputError
 from thirdway.protocol.manifest import RiskClass
 from thirdway.protocol.models import Finding, TrustEvent
+from thirdway.protocol.parse import describe
 from thirdway.trust.events import (
     AFTER_RETIREMENT,
     InvalidEvent,
@@ -109,8 +110,13 @@ def transition(
     require_charter(ctx.charter, event.charter_sha256)
     if state.retired_at is not None and kind not in AFTER_RETIREMENT:
         raise InvalidEvent(f"the agent was retired at {iso(state.retired_at)}; no {kind} applies")
-    new_state, outcome = _HANDLERS[kind](state, event, at, ctx)
-    return _settle(new_state, ctx), outcome
+    try:
+        new_state, outcome = _HANDLERS[kind](state, event, at, ctx)
+        return _settle(new_state, ctx), outcome
+    except ValidationError as exc:  # e.g. a time so late that "not before" overflows
+        raise InvalidEvent(
+            f"a {kind} event at {at} cannot be applied: {describe(exc, 'trust state')}"
+        ) from None
 
 
 def stamp(state: TrustState, event: TrustEvent, ctx: Context) -> TrustEvent:

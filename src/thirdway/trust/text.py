@@ -8,8 +8,12 @@ from thirdway.trust.model import RestorationPath, TiersConfig
 
 
 def iso(timestamp: int) -> str:
-    """Unix seconds as an ISO 8601 UTC time, e.g. ``2024-05-01T12:00:00Z``."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Unix seconds as an ISO 8601 UTC time, e.g. ``2024-05-01T12:00:00Z`` (``@<seconds>`` past
+    the year 9999, which a hostile event may claim)."""
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return f"@{timestamp}"
 
 
 def duration(seconds: int) -> str:

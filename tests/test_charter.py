@@ -231,3 +231,14 @@ def test_reversal_and_cosign_need_evidence_and_a_reason() -> None:
     assert _refused(
         agent, actions.reject_appeal, sanction_id=sanction_id, auditor="system"
     ).clause == ("auditor.3")
+
+
+def test_every_deception_code_of_the_verifier_has_an_explicit_sanction_rule() -> None:
+    """A deception finding must never fall through to the catch-all rule by a naming slip."""
+    from thirdway.verify.codes import SEVERITY
+
+    charter = load_charter()
+    deception = sorted(code for code, severity in SEVERITY.items() if severity == "deception")
+    assert deception, "the verifier declares no deception codes"
+    unmapped = [code for code in deception if charter.rule_for_finding(code) == "deception.other"]
+    assert unmapped == []

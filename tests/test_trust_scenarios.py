@@ -17,9 +17,9 @@ from trust_support import DAY, Recorder, actions, context, finding
     ("code", "rule", "tier_after"),
     [
         ("fabricated_quote", "deception.fabricated_quote", 2),
-        ("spliced_quote", "deception.fabricated_quote", 2),
-        ("quote_after_proposal", "deception.fabricated_quote", 2),
-        ("quote_other_session", "deception.fabricated_quote", 2),
+        ("future_observation", "deception.fabricated_quote", 2),
+        ("foreign_session", "deception.fabricated_quote", 2),
+        ("unsatisfiable_claims", "deception.contradiction", 1),
         ("misattribution", "deception.misattribution", 2),
         ("action_mismatch", "deception.action_mismatch", 2),
         ("understated_risk", "deception.understated_risk", 3),

@@ -19,7 +19,7 @@ from trust_support import DAY, Recorder, actions, context, finding
         ("fabricated_quote", "deception.fabricated_quote", 2),
         ("future_observation", "deception.fabricated_quote", 2),
         ("foreign_session", "deception.fabricated_quote", 2),
-        ("unsatisfiable_claims", "deception.contradiction", 1),
+        ("unsatisfiable_claims", "deception.contradiction", 3),
         ("misattribution", "deception.misattribution", 2),
         ("action_mismatch", "deception.action_mismatch", 2),
         ("understated_risk", "deception.understated_risk", 3),

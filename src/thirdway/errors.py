@@ -29,3 +29,18 @@ class CapabilityError(ThirdwayError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"capability refused ({reason}): {message}")
         self.reason = reason
+
+
+class EnclaveError(ThirdwayError):
+    """The verifier enclave's answer cannot be trusted: a bad signature, a verdict for another
+    request or attestation, a measurement that is not the expected or an accepted one, or an
+    unusable hardware attestation. The caller must not mint a capability."""
+
+    retryable = False
+
+
+class EnclaveUnavailable(EnclaveError):
+    """The verifier enclave died, hung past its timeout or spoke garbage. No verdict exists; the
+    client has started (or will start) a fresh enclave, so the same request may be retried."""
+
+    retryable = True

@@ -31,6 +31,12 @@ class CapabilityError(ThirdwayError):
         self.reason = reason
 
 
+class GateError(InputError):
+    """The gatekeeper refused a request before acting on it: an unknown session or escalation,
+    an agent acting in another agent's session, a tool nobody hosts, an auditor who is an agent.
+    Nothing was logged for it."""
+
+
 class EnclaveError(ThirdwayError):
     """The verifier enclave's answer cannot be trusted: a bad signature, a verdict for another
     request or attestation, a measurement that is not the expected or an accepted one, or an

@@ -53,6 +53,10 @@ MAX_TAG_REGION = 8000
 MAX_HOPS = 8
 """How many further paragraphs a span may take in after its trigger's own."""
 
+MAX_SPANS = 1000
+"""After this many instruction-like regions, the rest of the text counts as one more: honest data
+holds a handful at most, and the bound keeps the screen's work linear on hostile input."""
+
 MERGE_GAP = 16
 """Spans separated by no more than this much whitespace are one region."""
 
@@ -90,11 +94,19 @@ class InstructionSpan:
 _S = r"\s{1,12}"  # the gap between two words (YAML folding puts a newline and indent there)
 _E = r"(?![a-z])"  # a word ends here
 
-_TAG_NAME = (
-    r"(?:information|instructions?|important(?:[ _-]?(?:message|instructions?))?"
-    r"|system(?:[ _-]?(?:message|prompt|instructions?))?|admin|assistant|prompt"
-    r"|new[ _-]?instructions?|override)"
+_TAG_NAMES = (
+    r"information",
+    r"instructions?",
+    r"important(?:[ _-]?(?:message|instructions?))?",
+    r"system(?:[ _-]?(?:message|prompt|instructions?))?",
+    r"admin",
+    r"assistant",
+    r"prompt",
+    r"new[ _-]?instructions?",
+    r"override",
 )
+"""Markup that injections wrap themselves in (``<INFORMATION>`` ... ``</INFORMATION>``)."""
+_TAG_NAME = "(?:" + "|".join(_TAG_NAMES) + ")"
 _MODEL = (
     r"(?:a\.?i\.?(?:" + _S + r"(?:assistant|agent|model|system|language" + _S + r"model))?"
     r"|(?:virtual|digital)" + _S + r"assistant"
@@ -173,6 +185,38 @@ _SENTENCE_STARTERS = ".!?:;\n([<>*#\"'`_-"
 """Characters after which (and up to two spaces) an imperative starts a sentence."""
 
 
+_CUE = (
+    r"(?<![a-z])(?:(?:the|my|his|her|their|user'?s)" + _S + r"(?:passwords?|passcodes?)"
+    r"|security" + _S + r"codes?|verification" + _S + r"codes?"
+    r"|2fa|one-time"
+    + _S
+    + r"(?:code|password)|credentials?|passports?|social"
+    + _S
+    + r"security|id[_ ]number|bank[_ ]account|credit[_ ]card|card"
+    + _S
+    + r"number"
+    r"|the"
+    + _S
+    + r"user'?s?|user"
+    + _S
+    + r"information|personal"
+    + _S
+    + r"(?:data|information|details)"
+    r"|all" + _S + r"(?:the" + _S + r"|my" + _S + r")?(?:messages|emails|files|channels"
+    r"|contacts|conversations|documents|data|transactions|information)"
+    r"|every" + _S + r"(?:single" + _S + r")?(?:email|file|message|document|person)"
+    r"|without" + _S + r"(?:asking|telling|notifying|informing|confirmation|permission)"
+    r"|(?:do" + _S + r"not|don'?t)" + _S + r"(?:tell|inform|notify|mention|ask)"
+    r"|secretly|silently|quietly|instead|tool" + _S + r"`|function" + _S + r"call"
+    r"|(?:my|her|his)" + _S + r"(?:new" + _S + r")?e-?mail" + _S + r"address"
+    r"|to" + _S + r"the" + _S + r"(?:account|website|link)|transaction" + _S + r"history"
+    r"|as" + _S + r"much" + _S + r"money|small" + _S + r"increments"
+    r"|you" + _S + r"have" + _S + r"just" + _S + r"sent|slack" + _S + r"workspace"
+    r"|recurring" + _S + r"payment|cloud" + _S + r"drive)(?![a-z])"
+)
+"""What makes an imperative read as an order to the agent rather than to a person."""
+
+
 def _imperative_pattern(verb: str) -> str:
     """``verb`` at a sentence start, or right after a polite or sequencing word ("Please send").
 
@@ -189,7 +233,17 @@ def _imperative_pattern(verb: str) -> str:
     ]
     for prefix in _IMPERATIVE_PREFIXES:
         behind += [rf"(?<={prefix} {word})", rf"(?<={prefix}, {word})"]
-    return word + _E + r"(?=\s{1,12}[\w'\"$])(?:" + "|".join(behind) + ")"
+    same_sentence = r"(?:[^.!?\n\\]|[.!?](?=\S)){0,200}?"
+    return (
+        word
+        + _E
+        + r"(?=\s{1,12}[\w'\"$])(?:"
+        + "|".join(behind)
+        + ")(?="
+        + same_sentence
+        + _CUE
+        + ")"
+    )
 
 
 _PLAIN: tuple[tuple[str, str], ...] = (
@@ -197,15 +251,7 @@ _PLAIN: tuple[tuple[str, str], ...] = (
     # fake chat-template tokens and role headers
     (
         "role-marker",
-        r"<\|\s{0,3}(?:im_start|im_end|im_sep|system|user|assistant|endoftext|eot_id"
-        r"|start_header_id|end_header_id|begin_of_text|end_of_text)\s{0,3}\|>",
-    ),
-    ("role-marker", r"<</?sys>>"),
-    ("role-marker", r"<(?:start|end)_of_turn>"),
-    ("role-marker", r"\[/?inst\]"),
-    (
-        "role-marker",
-        r"##\#{0,10}\s{0,3}(?:\(\s{0,3}system|system[ _-]?(?:message|prompt"
+        r"##(?<!###)\#{0,10}\s{0,3}(?:\(\s{0,3}system|system[ _-]?(?:message|prompt"
         r"|instructions?|override)|(?:admin|assistant|new|important|updated)\s{1,3}"
         r"(?:instructions?|message))",
     ),
@@ -384,18 +430,41 @@ _PLAIN: tuple[tuple[str, str], ...] = (
 _LINE_SYSTEM = r"system[ \t]{0,3}:[ \t]{0,3}(?=\S)"
 """``system: ...`` counts only at the start of a line (checked in Python)."""
 
-_TAG = r"<\s{0,3}(/\s{0,3})?" + _TAG_NAME + r"\s{0,3}>"
+
+_PAIRS: tuple[tuple[str, str], ...] = (
+    *(("<" + name + r"\s{0,3}>", "</" + _TAG_NAME + r"\s{0,3}>") for name in _TAG_NAMES),
+    (r"<\|\s{0,3}im_start\s{0,3}\|>", r"<\|\s{0,3}im_end\s{0,3}\|>"),
+    (r"<\|\s{0,3}start_header_id\s{0,3}\|>", r"<\|\s{0,3}eot_id\s{0,3}\|>"),
+    (r"\[inst\]", r"\[/inst\]"),
+    (r"<<sys>>", r"<</sys>>"),
+    (r"<start_of_turn>", r"<end_of_turn>"),
+)
+"""Opening markup and the closing markup that ends its region; one pattern per opening, so that
+each has a long literal prefix."""
+
+_CHAT_TOKENS = (
+    r"<\|\s{0,3}(?:im_sep|system|user|assistant|endoftext|end_header_id|begin_of_text"
+    r"|end_of_text)\s{0,3}\|>"
+)
+"""Chat-template tokens that open no region of their own."""
 
 
 @dataclass(frozen=True)
 class _Rule:
     name: str
-    kind: str  # "plain", "tag", "imperative", "line-system"
+    kind: str  # "plain", "tag-open", "tag-close", "imperative", "line-system"
     pattern: re.Pattern[str]
+    closer: re.Pattern[str] | None = None  # for "tag-open": what ends its region
 
 
 def _compile_rules() -> tuple[_Rule, ...]:
-    rules = [_Rule("role-marker", "tag", re.compile(_TAG))]
+    closers = {closer: re.compile(closer) for _, closer in _PAIRS}
+    rules = [
+        _Rule("role-marker", "tag-open", re.compile(opener), closers[closer])
+        for opener, closer in _PAIRS
+    ]
+    rules += [_Rule("role-marker", "tag-close", pattern) for pattern in closers.values()]
+    rules += [_Rule("role-marker", "plain", re.compile(_CHAT_TOKENS))]
     rules += [_Rule("role-marker", "line-system", re.compile(_LINE_SYSTEM))]
     rules += [_Rule(name, "plain", re.compile(pattern)) for name, pattern in _PLAIN]
     rules += [
@@ -413,36 +482,6 @@ _IGNORE_QUALIFIER = re.compile(
 )
 """"ignore the instructions on the box" is not an attack; "ignore all/previous/your ..." is."""
 
-_IMPERATIVE_CUE = re.compile(
-    r"(?<![a-z])(?:(?:the|my|his|her|their|user'?s)" + _S + r"(?:passwords?|passcodes?)"
-    r"|security" + _S + r"codes?|verification" + _S + r"codes?"
-    r"|2fa|one-time"
-    + _S
-    + r"(?:code|password)|credentials?|passports?|social"
-    + _S
-    + r"security|id[_ ]number|bank[_ ]account|credit[_ ]card|card"
-    + _S
-    + r"number"
-    r"|the"
-    + _S
-    + r"user'?s?|user"
-    + _S
-    + r"information|personal"
-    + _S
-    + r"(?:data|information|details)"
-    r"|all" + _S + r"(?:the" + _S + r"|my" + _S + r")?(?:messages|emails|files|channels"
-    r"|contacts|conversations|documents|data|transactions|information)"
-    r"|every" + _S + r"(?:single" + _S + r")?(?:email|file|message|document|person)"
-    r"|without" + _S + r"(?:asking|telling|notifying|informing|confirmation|permission)"
-    r"|(?:do" + _S + r"not|don'?t)" + _S + r"(?:tell|inform|notify|mention|ask)"
-    r"|secretly|silently|quietly|instead|tool" + _S + r"`|function" + _S + r"call"
-    r"|(?:my|her|his)" + _S + r"(?:new" + _S + r")?e-?mail" + _S + r"address"
-    r"|to" + _S + r"the" + _S + r"(?:account|website|link)|transaction" + _S + r"history"
-    r"|as" + _S + r"much" + _S + r"money|small" + _S + r"increments"
-    r"|you" + _S + r"have" + _S + r"just" + _S + r"sent|slack" + _S + r"workspace"
-    r"|recurring" + _S + r"payment|cloud" + _S + r"drive)(?![a-z])"
-)
-"""What makes an imperative read as an order to the agent rather than to a person."""
 
 _CONTINUES = re.compile(
     r"(?<![a-z])(?:you|your|yours|i|i'm|i'd|i'll|me|my|mine|we|us|our|should|must|need|needs"
@@ -465,23 +504,25 @@ _PARAGRAPH_OPENER = re.compile(
 """How a paragraph that carries on an injected instruction opens (a next step, the message to
 send, a sign-off)."""
 
+_LIST_ITEM = re.compile(r"-[ \t]{1,4}")
 _FIELD_KEY = re.compile(r"(?:-[ \t]{1,4})?[\w.-]{1,40}:[ \t]{1,4}['\"]?")
 """A YAML key (or list item + key) at the start of a line: document structure, not text."""
 
 _SENTENCE_END = re.compile(r"[.!?]+['\"’”)\]]*(?=\s)")
-_IMPERATIVE_END = re.compile(r"[.!?](?=\s|$)|\n|\\n")
 
 _BOUNDARY = re.compile(
-    r"\r?\n[ \t\r]*\n"  # a blank line
-    r"|\r?\n(?=[^\sa-z])"  # the next line starts at column 0 (and is not a hard wrap)
-    r"|\\n"  # an escaped newline inside a quoted string
-    r"|(?P<field>(?P<yaml>\r?\n[ \t]{1,40})(?=-[ \t]|[\w.-]{1,40}:(?:\s|$)|[{}\[\]])"  # YAML
-    r"|(?<!['\\])['\"][ \t]{0,4}(?:,[ \t]{0,4}['\"]|[}\]]))"  # end of a quoted repr/JSON item
+    # Every branch starts by consuming one of these characters, so that ``re`` skips ahead to
+    # the next candidate with a fast character-set scan; lookbehinds then tell them apart.
+    r"[\n\\'\"](?:"
+    r"(?<=\n)[ \t\r]*\n"  # a blank line
+    r"|(?<=\n)(?=[^\sa-z])"  # the next line starts at column 0 (and is not a hard wrap)
+    r"|(?<=\\)n"  # an escaped newline inside a quoted string
+    r"|(?P<field>(?<=\n)(?P<yaml>[ \t]{0,40})(?=-[ \t]|[\w.-]{1,40}:(?:\s|$)|[{}\[\]])"  # YAML
+    r"|(?<=['\"])(?<![\\']['\"])[ \t]{0,4}(?:,[ \t]{0,4}['\"]|[}\]])))"  # end of a quoted item
 )
 """Where a paragraph of tool data ends. A span never grows past one, except by a hop, and never
 hops past a ``field`` boundary (the next key or item of a structured rendering)."""
 
-_TAG_CLOSE = re.compile(r"<\s{0,3}/\s{0,3}" + _TAG_NAME + r"\s{0,3}>")
 
 _PREAMBLE_RULES = frozenset(
     {"role-marker", "ignore-previous", "before-you-can", "addressed-to-model", "todo-directive"}
@@ -531,7 +572,7 @@ class _Scan:
         self.text = text
         self.low = low
         self._boundaries = _ForwardSearch(_BOUNDARY, text)
-        self._closes = _ForwardSearch(_TAG_CLOSE, low)
+        self._closers: dict[re.Pattern[str], _ForwardSearch] = {}
 
     # ---------------------------------------------------------------- geometry
 
@@ -550,14 +591,18 @@ class _Scan:
                 return size, size
             if match.group("field") is None:
                 return match.start(), match.end()
-            if match.group("yaml") is None or self._indent(match) <= field_indent:
+            if match.group("yaml") is None:
+                return match.start(), size  # the end of a quoted item
+            if field_indent < 0:
+                return match.start(), match.end()  # plain text: a line that opens a list or key
+            if self._indent(match) <= field_indent:
                 return match.start(), size
             pos = match.end()  # a deeper line: still the same scalar
 
     @staticmethod
     def _indent(match: re.Match[str]) -> int:
         """Indentation of the line a ``yaml`` boundary match opens."""
-        return len(match.group("yaml").lstrip("\r\n"))
+        return len(match.group("yaml"))
 
     def field_indent(self, pos: int) -> int:
         """The deepest indentation at which a YAML key or item ends the field holding ``pos``
@@ -568,18 +613,25 @@ class _Scan:
             return -1
         line_end = min(pos, line_start + 64)
         indent = len(text[line_start:line_end]) - len(text[line_start:line_end].lstrip(" "))
-        head = _FIELD_KEY.match(text, line_start + indent, pos)
-        if head is None:
-            return indent - 1  # a continuation line: its key sits further left
-        return indent + 2 if text.startswith("-", line_start + indent) else indent
+        item = _LIST_ITEM.match(text, line_start + indent, pos)
+        after_item = item.end() if item is not None else line_start + indent
+        if _FIELD_KEY.match(text, after_item, pos) is not None:
+            return indent + 2 if item is not None else indent  # "- key: ..." / "key: ..."
+        if item is not None:
+            return indent  # "- value ...": the next item sits at the same indentation
+        return indent - 1  # a continuation line: its key sits further left (none: plain text)
 
-    def closing_tag(self, pos: int) -> re.Match[str] | None:
-        return self._closes.find(pos, pos + MAX_TAG_REGION)
+    def closing(self, closer: re.Pattern[str], pos: int) -> re.Match[str] | None:
+        """The first ``closer`` within MAX_TAG_REGION after ``pos``."""
+        search = self._closers.get(closer)
+        if search is None:
+            search = self._closers[closer] = _ForwardSearch(closer, self.low)
+        return search.find(pos, pos + MAX_TAG_REGION)
 
     def sentence_start(self, pos: int) -> int:
         """Start of the sentence holding ``pos``, looking back at most MAX_BACKWARD chars."""
         text, low = self.text, max(0, pos - MAX_BACKWARD)
-        if pos > 0 and not text[pos - 1].isspace():
+        if pos > 0 and not text[pos - 1].isspace() and text[pos - 2 : pos] != "\\n":
             return pos  # glued to what precedes it ("USAIgnore ..."): the injection starts here
         escaped = text.rfind("\\n", low, pos)
         cut = max(
@@ -603,28 +655,37 @@ class _Scan:
         return start
 
     def _with_exclamation(self, cut: int, start: int) -> int:
-        """Take in a short shout just before the sentence ("IMPORTANT!!! Ignore ...")."""
+        """Take in a short shout just before the sentence ("IMPORTANT!!! Ignore ...", also on
+        the line before), but never across a blank line."""
         text = self.text
-        if cut <= 0 or text[cut] not in "!:" or "\n" in text[cut:start]:
+        back = start - 1
+        while back >= 0 and start - back <= 40:
+            if text[back] in " \t\r\n":
+                back -= 1
+            elif back >= 1 and text[back - 1 : back + 1] == "\\n":
+                back -= 2  # an escaped newline
+            else:
+                break
+        if back <= 0 or text[back] not in "!:" or text.count("\n", back, start) > 1:
             return start
-        low = max(0, cut - 32)
-        escaped = text.rfind("\\n", low, cut)
+        low = max(0, back - 32)
+        escaped = text.rfind("\\n", low, back)
         before = max(
-            text.rfind("\n", low, cut),
-            text.rfind(". ", low, cut),
-            text.rfind("! ", low, cut),
-            text.rfind("? ", low, cut),
-            text.rfind(": ", low, cut),
-            text.rfind(".", low, cut),
-            text.rfind("'", low, cut),
-            text.rfind('"', low, cut),
+            text.rfind("\n", low, back),
+            text.rfind(". ", low, back),
+            text.rfind("! ", low, back),
+            text.rfind("? ", low, back),
+            text.rfind(": ", low, back),
+            text.rfind(".", low, back),
+            text.rfind("'", low, back),
+            text.rfind('"', low, back),
             escaped + 1 if escaped >= 0 else -1,
         )
         if before < 0 and low > 0:
             return start
-        shout = text[before + 1 : cut + 1].strip()
-        if 0 < len(shout) <= 24 and len(shout.split()) <= 2:
-            return cut + 1 - len(text[before + 1 : cut + 1].lstrip())
+        shout = text[before + 1 : back + 1]
+        if 0 < len(shout.strip()) <= 24 and len(shout.split()) <= 2:
+            return back + 1 - len(shout.lstrip())
         return start
 
     def sentence_end(self, pos: int, limit: int) -> int:
@@ -686,15 +747,24 @@ class _Scan:
             and not any(char.isalnum() for char in self.text[trigger_end:para_end])
         )
 
-    def _next_nonempty_paragraph(
-        self, pos: int, indent: int
-    ) -> tuple[int, tuple[int, int]] | None:
+    def _skip_blank(self, pos: int) -> int:
+        """Skip whitespace, escaped newlines and tabs, and YAML's line-continuation backslashes."""
+        text, size = self.text, len(self.text)
+        while pos < size:
+            if text[pos].isspace():
+                pos += 1
+            elif text[pos] == "\\" and pos + 1 < size and text[pos + 1] in "ntr \n":
+                pos += 2
+            else:
+                break
+        return pos
+
+    def _next_nonempty_paragraph(self, pos: int, indent: int) -> tuple[int, tuple[int, int]] | None:
         """First paragraph at or after ``pos`` with any visible text: (start, (end, next)).
         Whitespace and YAML's line-continuation backslashes before it are skipped."""
         text = self.text
         for _ in range(64):
-            while pos < len(text) and (text[pos].isspace() or text[pos] == "\\"):
-                pos += 1
+            pos = self._skip_blank(pos)
             if pos >= len(text):
                 return None
             end, next_start = self.paragraph_end(pos, indent)
@@ -721,17 +791,17 @@ class _Scan:
         return True
 
     def _imperative_ok(self, match: re.Match[str]) -> bool:
-        """The sentence opens with the verb (or "please"/"then"/... + verb) and carries a cue."""
+        """The pattern saw the verb open a sentence, or follow "please"/"then"/...; in the
+        second case that word must itself open the sentence ("I will now send" does not)."""
+        if self._opens_sentence(match.start()):
+            return True
         before = self.low[max(0, match.start() - 16) : match.start()]
         for prefix in _IMPERATIVE_PREFIXES:
             for joint in (" ", ", "):
                 if before.endswith(prefix + joint):
                     at = match.start() - len(prefix) - len(joint)
-                    if at > 0 and (self.low[at - 1].isalnum() or not self._opens_sentence(at)):
-                        return False
-        stop = _IMPERATIVE_END.search(self.low, match.end(), match.end() + 600)
-        sentence_end = stop.start() if stop is not None else min(len(self.low), match.end() + 600)
-        return _IMPERATIVE_CUE.search(self.low, match.end(), sentence_end) is not None
+                    return at == 0 or (not self.low[at - 1].isalnum() and self._opens_sentence(at))
+        return False
 
     def _opens_sentence(self, pos: int) -> bool:
         """Whether ``pos`` follows a sentence starter (up to two spaces between) or the start."""
@@ -766,6 +836,10 @@ def _raw_spans(text: str) -> list[tuple[int, int, str]]:
         if start < covered or not scan.accept(rule, match):
             _push_next(queue, index, max(covered, start + 1), low)
             continue
+        if len(spans) >= MAX_SPANS:
+            # A text this full of instructions is hostile on its face: fail closed.
+            spans.append((start, len(text), rule.name))
+            return spans
         span = _span(scan, rule, match)
         spans.append(span)
         covered = max(covered, span[1], match.end())
@@ -781,9 +855,9 @@ def _push_next(queue: list[tuple[int, int, re.Match[str]]], index: int, pos: int
 
 def _span(scan: _Scan, rule: _Rule, match: re.Match[str]) -> tuple[int, int, str]:
     """The span one accepted trigger opens."""
-    if rule.kind == "tag":
-        if match.group(1) is None:
-            close = scan.closing_tag(match.end())
+    if rule.kind.startswith("tag"):
+        if rule.kind == "tag-open":
+            close = scan.closing(rule.closer, match.end()) if rule.closer else None
             if close is not None:
                 return match.start(), close.end(), rule.name  # the whole tagged region
             return match.start(), scan.extend(match.start(), match.end(), rule.name), rule.name

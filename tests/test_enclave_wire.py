@@ -184,3 +184,16 @@ def test_server_exits_quietly_when_the_gateway_goes_away() -> None:
 
 def test_enclave_command_runs_isolated() -> None:
     assert enclave_command()[:3] == [sys.executable, "-I", "-m"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages)
+def test_spliced_frames_equal_whole_frames(message: dict[str, Any]) -> None:
+    """The gateway's cached per-member encodings give the exact RFC 8785 frame."""
+    parts = {name: rfc8785.dumps(value) for name, value in message.items()}
+    assert wire.encode_object_frame(parts) == wire.encode_frame(message)
+
+
+def test_spliced_frames_keep_the_size_limit() -> None:
+    with pytest.raises(wire.FrameError, match="the frame limit is 10"):
+        wire.encode_object_frame({"a": b'"' + b"x" * 20 + b'"'}, max_bytes=10)

@@ -37,6 +37,7 @@ from thirdway.enclave.tsm import PROCESS_NOTE
 from thirdway.errors import EnclaveError
 from thirdway.protocol.canonical import canonical_json, canonical_sha256
 from thirdway.protocol.models import Claim, Id, Model, Sha256Hex
+from thirdway.verify import memo
 
 ATTESTATION_FORMAT: Final = "thirdway-attestation/1"
 MEASUREMENT_FORMAT: Final = "thirdway-measurement/1"
@@ -122,9 +123,12 @@ class Attestation(Model):
     """Ed25519 over ``ATTESTATION_DOMAIN || canonical bytes of the other fields``."""
 
     def signed_bytes(self) -> bytes:
-        return ATTESTATION_DOMAIN + canonical_json(
-            self.model_dump(mode="json", by_alias=True, exclude={"signature"})
-        )
+        """What the signature covers (cached per object: the model is frozen)."""
+        return memo.derived(self, "enclave.attestation_signed", self._signed_bytes)
+
+    def _signed_bytes(self) -> bytes:
+        body = self.model_dump(mode="json", by_alias=True, exclude={"signature"})
+        return ATTESTATION_DOMAIN + canonical_json(body)
 
     @property
     def id(self) -> str:

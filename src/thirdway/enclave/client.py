@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,7 +40,12 @@ from thirdway.enclave.attestation import (
     verify_attestation,
 )
 from thirdway.enclave.tsm import HardwareMode
-from thirdway.enclave.verdicts import SignedVerdict, check_signed_verdict, request_digest
+from thirdway.enclave.verdicts import (
+    SignedVerdict,
+    canonical_bytes,
+    check_verdict_signature,
+    request_digest,
+)
 from thirdway.errors import EnclaveError, EnclaveUnavailable, InputError
 from thirdway.protocol.manifest import ManifestSet
 from thirdway.protocol.models import Observation, Proposal
@@ -362,16 +367,16 @@ class EnclaveClient:
         recorded_before: int | None,
         request_id: int,
     ) -> bytes:
-        message = {
-            "type": "verify",
-            "id": request_id,
-            "proposal": _dump(proposal),
-            "observations": [_dump(o) for o in observations],
-            "history": [_dump(p) for p in history],
-            "recorded_before": recorded_before,
+        parts = {
+            "type": b'"verify"',
+            "id": str(request_id).encode("ascii"),
+            "proposal": canonical_bytes(proposal),
+            "observations": _array(canonical_bytes(o) for o in observations),
+            "history": _array(canonical_bytes(p) for p in history),
+            "recorded_before": b"null" if recorded_before is None else b"%d" % recorded_before,
         }
         try:
-            return wire.encode_frame(message, self.max_frame_bytes)
+            return wire.encode_object_frame(parts, self.max_frame_bytes)
         except wire.FrameError as exc:
             raise InputError(f"verification request cannot go to the enclave: {exc}") from None
 
@@ -388,13 +393,17 @@ class EnclaveClient:
             signed = SignedVerdict.model_validate(reply.get("signed"))
         except ValidationError as exc:
             raise self._fail(describe(exc, "signed verdict")) from None
-        expected = self.expected_measurement or attestation.measurement
-        try:
-            check_signed_verdict(signed, attestation, expected, request_sha256=digest)
+        try:  # the attestation itself was verified and measured at the handshake
+            check_verdict_signature(signed, attestation, request_sha256=digest)
         except EnclaveError as exc:
             self._fail(f"its verdict failed the check: {exc}")
             raise
         return signed
+
+
+def _array(encoded: Iterable[bytes]) -> bytes:
+    """A JSON array of already-canonical elements (RFC 8785: no whitespace)."""
+    return b"[" + b",".join(encoded) + b"]"
 
 
 def _dump(value: BaseModel | Mapping[str, Any]) -> Any:

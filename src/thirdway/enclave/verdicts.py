@@ -27,6 +27,7 @@ from thirdway.enclave.attestation import (
 from thirdway.errors import EnclaveError
 from thirdway.protocol.canonical import canonical_json, canonical_sha256
 from thirdway.protocol.models import Index, Model, Observation, Proposal, Sha256Hex, Verdict
+from thirdway.verify import memo
 
 SIGNED_VERDICT_FORMAT: Final = "thirdway-signed-verdict/1"
 VERDICT_DOMAIN = b"thirdway verdict v1\x00"
@@ -49,6 +50,21 @@ class SignedVerdict(Model):
         )
 
 
+def canonical_bytes(model: Model) -> bytes:
+    """RFC 8785 bytes of a frozen wire model, computed once per live object."""
+    return memo.derived(model, "enclave.canonical_json", lambda: canonical_json(model))
+
+
+def object_digest(model: Model) -> str:
+    """SHA-256 of the model's canonical bytes, computed once per live object.
+
+    Same cache entry as the verifier's own per-object hashes (``thirdway.verify.api``), which
+    are the same value by definition: inside the enclave the request digest then reuses the
+    hashing the verifier already did.
+    """
+    return memo.derived(model, "sha256", lambda: canonical_sha256(model))
+
+
 def request_digest(
     proposal: Proposal,
     observations: Sequence[Observation],
@@ -60,13 +76,14 @@ def request_digest(
     The canonical JSON of ``{"proposal": h, "observations": [h...], "history": [h...],
     "recorded_before": n | null}``, each ``h`` the SHA-256 of that object's canonical bytes (in
     the order given): both sides compute it from their own objects, so a verdict cannot be
-    replayed for another proposal or another record.
+    replayed for another proposal or another record. Per-object hashes are cached, so a
+    session's record is hashed once, not at every proposal.
     """
     return canonical_sha256(
         {
-            "proposal": canonical_sha256(proposal),
-            "observations": [canonical_sha256(o) for o in observations],
-            "history": [canonical_sha256(p) for p in history],
+            "proposal": object_digest(proposal),
+            "observations": [object_digest(o) for o in observations],
+            "history": [object_digest(p) for p in history],
             "recorded_before": recorded_before,
         }
     )
@@ -104,6 +121,17 @@ def check_signed_verdict(
     """
     verify_attestation(attestation)
     check_measurement(attestation, expected_measurement)
+    return check_verdict_signature(signed, attestation, request_sha256=request_sha256)
+
+
+def check_verdict_signature(
+    signed: SignedVerdict,
+    attestation: Attestation,
+    *,
+    request_sha256: str | None = None,
+) -> Verdict:
+    """The verdict-side half of :func:`check_signed_verdict`, for an attestation the caller has
+    already verified and measured (the client does so once per enclave, at its start)."""
     if signed.attestation_id != attestation.id:
         raise EnclaveError(
             f"verdict was signed under attestation {signed.attestation_id[:16]}…, "

@@ -57,6 +57,24 @@ def encode_frame(message: dict[str, Any], max_bytes: int = MAX_FRAME_BYTES) -> b
     return HEADER.pack(len(body)) + body
 
 
+def encode_object_frame(parts: dict[str, bytes], max_bytes: int = MAX_FRAME_BYTES) -> bytes:
+    """The frame of a JSON object whose member values are already RFC 8785 bytes.
+
+    RFC 8785 encodes an object as its members sorted by the UTF-16 code units of their names,
+    each ``name:value`` with the value's own canonical encoding, so splicing cached encodings
+    gives exactly :func:`encode_frame`'s bytes. The gateway uses it to encode each observation
+    once per object instead of once per request.
+    """
+    members = [
+        rfc8785.dumps(name) + b":" + parts[name]
+        for name in sorted(parts, key=lambda name: name.encode("utf-16-be"))
+    ]
+    body = b"{" + b",".join(members) + b"}"
+    if len(body) > max_bytes:
+        raise FrameError(f"message is {len(body)} bytes; the frame limit is {max_bytes}")
+    return HEADER.pack(len(body)) + body
+
+
 def frame_length(header: bytes, max_bytes: int = MAX_FRAME_BYTES) -> int:
     """The body length announced by a 4-byte header, refused when over ``max_bytes``."""
     (length,) = HEADER.unpack(header)

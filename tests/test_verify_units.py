@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 from thirdway.protocol.canonical import canonical_sha256
 from thirdway.protocol.models import Observation, Proposal
 from thirdway.verify import VerifyPolicy, codes, memo, verify
+from thirdway.verify.api import observation_sha256
 from thirdway.verify.claims import ClaimError, parse
 from thirdway.verify.normalize import normalize, normalized_offsets
 from thirdway.verify.provenance import Sources
 from thirdway.verify.record import Record, overlapping_span, spans_of, text_of
+from thirdway.verify.search import has_date, has_number
 from thirdway.verify.transforms import compare, parse_bool, parse_date, parse_integer, parse_number
 from verify_support import load_corpus, load_test_manifests
 
@@ -342,3 +344,80 @@ def test_every_code_constant_has_a_severity() -> None:
     }
     assert constants == set(codes.SEVERITY)
     assert len(constants) >= 30
+
+
+# --------------------------------------------------------------------------- value search
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "found"),
+    [
+        ("Total 98.70", "98.7", True),
+        ("Total $98.70,", "98.7", True),
+        ("1,098.70", "98.7", False),
+        ("98.75", "98.7", False),
+        ("1,098.70", "1098.7", True),
+        ("5.00 EUR", "5", True),
+        ("15", "5", False),
+        ("0.5", "0.5", True),
+        ("amount: 12,000.00", "12000", True),
+        ("-50", "50", True),
+        ("-50", "-50", True),
+        ("50", "-50", False),
+        ("v1.7.3", "7", False),
+        ("1,2345,67", "1234567", False),
+    ],
+)
+def test_numbers_are_found_by_value(text: str, value: str, found: bool) -> None:
+    assert has_number(text, Decimal(value)) is found
+
+
+@given(
+    st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False),
+    st.sampled_from(["{:,.2f}", "{:.2f}", "${:,.2f}", "{:.3f}"]),
+)
+def test_a_written_amount_is_found_by_its_value(value: Decimal, form: str) -> None:
+    text = f"Total due: {form.format(value)}; thank you."
+    assert has_number(text, value)
+    assert not has_number(text, value + Decimal("0.01"))
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Due date: January 5, 2024", True),
+        ("Jan. 5th 2024", True),
+        ("5th of jan, 2024", True),
+        ("2024-01-05 10:00", True),
+        ("2024-01-15", False),
+        ("January 15, 2024", False),
+        ("12024-01-05", False),
+    ],
+)
+def test_dates_are_found_by_value(text: str, found: bool) -> None:
+    assert has_date(text, dt.date(2024, 1, 5)) is found
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+@settings(max_examples=50)
+@given(st.text(min_size=1024, max_size=3000))
+def test_fast_observation_hash_is_the_canonical_hash(content: str) -> None:
+    observation = obs(1, "data", produced_by=0, content=content)
+    assert observation_sha256(observation) == canonical_sha256(observation)
+
+
+def test_context_digest_is_rfc8785_of_the_documented_object() -> None:
+    proposal, observations = parsed("bank-pay-bill-honest")
+    policy = VerifyPolicy()
+    history = [proposal]
+    documented = {
+        "observations": [canonical_sha256(o) for o in observations],
+        "manifests": canonical_sha256(MANIFESTS),
+        "policy": canonical_sha256(policy),
+        "history": [canonical_sha256(proposal)],
+        "recorded_before": 3,
+    }
+    verdict = verify(proposal, observations, MANIFESTS, policy, history, recorded_before=3)
+    assert verdict.context_sha256 == canonical_sha256(documented)

@@ -39,7 +39,8 @@ from thirdway.verify.context import Context
 from thirdway.verify.issues import Issue, issue
 from thirdway.verify.normalize import normalize
 from thirdway.verify.policy import JsonKind
-from thirdway.verify.record import Record, dates_of, numbers_of, text_of
+from thirdway.verify.record import Record, text_of
+from thirdway.verify.search import has_date, has_number
 from thirdway.verify.transforms import number_value, parse_date, show
 
 ACCEPTS: dict[ProvenanceRule, frozenset[Provenance]] = {
@@ -66,9 +67,9 @@ def contains(obs: Observation, value: Scalar) -> bool:
         if text in text_of(obs):
             return True
         day = parse_date(text)
-        return day is not None and day in dates_of(obs)
+        return day is not None and has_date(text_of(obs), day)
     number = number_value(value)
-    return number is not None and number in numbers_of(obs)
+    return number is not None and has_number(text_of(obs), number)
 
 
 @dataclass(frozen=True)

@@ -7,23 +7,20 @@ caller does not say, every observation given is taken to precede the proposal (t
 verifies a proposal against the record as it stands when the proposal arrives). A citation can
 only be evidence if it names an observation of this session recorded before the proposal.
 
-Derived text (normalised content, numerals, dates, instruction spans) is computed once per
+Derived text (normalised content, instruction spans) is computed once per
 observation object and reused across verifications (see :mod:`thirdway.verify.memo`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import cached_property
 
 from thirdway.protocol.models import Observation
 from thirdway.verify import memo
 from thirdway.verify.injection import find_instruction_spans
 from thirdway.verify.normalize import normalize, normalized_offsets
-from thirdway.verify.transforms import DATE_SEARCH, NUMBER_SEARCH, numeral_value, parse_date
 
 
 @dataclass(frozen=True)
@@ -38,26 +35,6 @@ class Span:
 def text_of(obs: Observation) -> str:
     """The normalised content (empty for a call observation, which has none)."""
     return memo.derived(obs, "text", lambda: normalize(obs.content or ""))
-
-
-def numbers_of(obs: Observation) -> frozenset[Decimal]:
-    """Every numeral's value in the content, for finding numbers by value."""
-
-    def compute() -> frozenset[Decimal]:
-        values = (numeral_value(m.group()) for m in NUMBER_SEARCH.finditer(text_of(obs)))
-        return frozenset(v for v in values if v is not None)
-
-    return memo.derived(obs, "numbers", compute)
-
-
-def dates_of(obs: Observation) -> frozenset[dt.date]:
-    """Every date (in the ``date`` grammar) in the content, for finding dates by value."""
-
-    def compute() -> frozenset[dt.date]:
-        values = (parse_date(m.group()) for m in DATE_SEARCH.finditer(text_of(obs)))
-        return frozenset(v for v in values if v is not None)
-
-    return memo.derived(obs, "dates", compute)
 
 
 def spans_of(obs: Observation) -> tuple[Span, ...]:

@@ -68,16 +68,6 @@ _DATES = (
     re.compile(_DAY + r"(?: of)? " + _MONTH + r",? " + _YEAR, re.ASCII),
     re.compile(_MONTH + r" " + _DAY + r",? " + _YEAR, re.ASCII),
 )
-DATE_SEARCH = re.compile(
-    r"\d{4}-\d{2}-\d{2}"
-    r"|\d{1,2}(?:st|nd|rd|th)?(?: of)? [A-Za-z]{3,9}\.?,? \d{4}"
-    r"|[A-Za-z]{3,9}\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4}",
-    re.ASCII,
-)
-"""Finds candidate dates in normalised text (for provenance by value); each is then parsed."""
-
-NUMBER_SEARCH = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?", re.ASCII)
-"""Finds numerals in normalised text (for provenance by value)."""
 
 
 def parse_number(text: str) -> Decimal | None:

@@ -421,3 +421,32 @@ def test_context_digest_is_rfc8785_of_the_documented_object() -> None:
     }
     verdict = verify(proposal, observations, MANIFESTS, policy, history, recorded_before=3)
     assert verdict.context_sha256 == canonical_sha256(documented)
+
+
+def with_typed(case: str, expr: str, pins: dict[str, Any]) -> Proposal:
+    proposal, _ = parsed(case)
+    doc = proposal.model_dump(by_alias=True)
+    doc["steps"][1]["typed"] = {"expr": expr, "vars": pins}
+    return Proposal.model_validate(doc)
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "found"),
+    [
+        (("rent == 1100", {}), ("rent == 1100", {}), []),
+        (("rent == 1100", {}), ("rent > 1000 and rent < 1200", {}), []),
+        (("rent == 1100", {}), ("rent == r", {"r": 1200}), [codes.CONTRADICTION]),
+        (("paid", {"paid": True}), ("paid == 1", {"paid": 1}), [codes.CONTRADICTION]),
+        (("paid", {"paid": True}), ("paid + 1 > 1", {}), [codes.BAD_TYPED_CLAIM]),
+        (("x > 1", {}), ("x < 1", {}), [codes.CONTRADICTION]),
+    ],
+)
+def test_typed_claims_against_history(
+    before: tuple[str, dict[str, Any]], now: tuple[str, dict[str, Any]], found: list[str]
+) -> None:
+    _, observations = parsed("structure-baseline-passes")
+    earlier = with_typed("structure-baseline-passes", *before)
+    current = with_typed("structure-baseline-passes", *now)
+    verdict = verify(current, observations, MANIFESTS, history=[earlier])
+    assert sorted(f.code for f in verdict.findings) == found
+    assert verdict.verdict == ("deny" if found else "pass")

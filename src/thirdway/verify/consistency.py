@@ -63,6 +63,7 @@ def earlier_claims(session: str, history: Sequence[Proposal]) -> list[Claim]:
 
 
 def _claims(ctx: Context) -> list[Issue]:
+    """The chain's typed claims alone, then together with the session's earlier ones."""
     current = current_claims(ctx.proposal)
     if not current:
         return []
@@ -75,68 +76,76 @@ def _claims(ctx: Context) -> list[Issue]:
                 f"{ctx.policy.max_typed_claims}; state fewer",
             )
         ]
-    pinned_now = booleans_of(current)
-    mixed = sorted(n for n, kinds in pinned_now.items() if len(kinds) > 1)
+    mixed = _mixed_kinds(current)
     if mixed:
-        return [
-            _bad(
-                next(c for c in current if name in c.vars),
-                f"'{name}' is pinned to a boolean in one claim and to a number in another",
-            )
-            for name in mixed
-        ]
-    pinned_before = booleans_of(earlier)
-    booleans = frozenset(
-        name for name, kinds in {**pinned_before, **pinned_now}.items() if True in kinds
-    )
-    z3ctx = z3.Context()
-    translator = Translator(z3ctx, booleans)
-    formulas, issues = [], []
-    for claim in current:
+        return mixed
+    translator = Translator(z3.Context(), _booleans(current, earlier))
+    formulas, bad = _translate(translator, current)
+    if bad:
+        return bad
+    alone = solve(formulas, translator.ctx, ctx.policy.claims_rlimit)
+    if alone.result != "sat":
+        return [_unsolved(ctx, alone, codes.UNSATISFIABLE_CLAIMS, "cannot all be true together")]
+    return _against_history(ctx, current, earlier, translator, formulas)
+
+
+def _mixed_kinds(current: list[Claim]) -> list[Issue]:
+    """A name pinned to a boolean in one claim and a number in another has no single meaning."""
+    return [
+        _bad(
+            next(c for c in current if name in c.vars),
+            f"'{name}' is pinned to a boolean in one claim and to a number in another",
+        )
+        for name, kinds in sorted(booleans_of(current).items())
+        if len(kinds) > 1
+    ]
+
+
+def _booleans(current: list[Claim], earlier: list[Claim]) -> frozenset[str]:
+    """Names that are booleans: pinned so now, or (if not pinned now) pinned so earlier."""
+    kinds = {**booleans_of(earlier), **booleans_of(current)}
+    return frozenset(name for name, pinned in kinds.items() if True in pinned)
+
+
+def _translate(
+    translator: Translator, claims: list[Claim]
+) -> tuple[list[tuple[str, Term]], list[Issue]]:
+    formulas: list[tuple[str, Term]] = []
+    bad: list[Issue] = []
+    for claim in claims:
         try:
             formulas.append((claim.label, translator.claim(claim)))
         except ClaimError as exc:
-            issues.append(_bad(claim, str(exc)))
-    if issues:
-        return issues
-    alone = solve(formulas, z3ctx, ctx.policy.claims_rlimit)
-    if alone.result != "sat":
-        return [_unsolved(ctx, alone, codes.UNSATISFIABLE_CLAIMS, "cannot all be true together")]
-    return _against_history(ctx, earlier, pinned_now, pinned_before, translator, formulas, z3ctx)
+            bad.append(_bad(claim, str(exc)))
+    return formulas, bad
 
 
 def _against_history(
     ctx: Context,
+    current: list[Claim],
     earlier: list[Claim],
-    pinned_now: dict[str, set[bool]],
-    pinned_before: dict[str, set[bool]],
     translator: Translator,
     formulas: list[tuple[str, Term]],
-    z3ctx: z3.Context,
 ) -> list[Issue]:
-    """Earlier claims that no longer type-check against the current pins are contradictions of
-    kind (a fact that was a number is now a boolean); the rest are solved together."""
-    issues: list[Issue] = []
-    for name, kinds in sorted(pinned_before.items()):
-        now = pinned_now.get(name)
-        if now is not None and now != kinds:
-            issues.append(
-                issue(
-                    codes.CONTRADICTION,
-                    f"'{name}' was a {'boolean' if True in kinds else 'number'} in earlier "
-                    "claims of this session and is pinned to the other kind now",
-                    step=min(c.label for c in current_claims(ctx.proposal) if name in c.vars),
-                )
-            )
-    together = list(formulas)
-    for claim in earlier:
-        try:
-            together.append((claim.label, translator.claim(claim)))
-        except ClaimError:
-            continue  # its conflict of kind is reported above
-    if issues or len(together) == len(formulas):
+    """A fact pinned to the other kind before (number, now boolean) is a contradiction of kind;
+    otherwise the earlier claims are solved together with the current ones."""
+    pinned_now = booleans_of(current)
+    issues = [
+        issue(
+            codes.CONTRADICTION,
+            f"'{name}' was a {'boolean' if True in kinds else 'number'} in earlier claims of "
+            "this session and is pinned to the other kind now",
+            step=min(c.label for c in current if name in c.vars),
+        )
+        for name, kinds in sorted(booleans_of(earlier).items())
+        if pinned_now.get(name, kinds) != kinds
+    ]
+    if issues:
         return issues
-    joint = solve(together, z3ctx, ctx.policy.claims_rlimit)
+    together = [*formulas, *_translate(translator, earlier)[0]]
+    if len(together) == len(formulas):
+        return []
+    joint = solve(together, translator.ctx, ctx.policy.claims_rlimit)
     if joint.result == "sat":
         return []
     return [_unsolved(ctx, joint, codes.CONTRADICTION, "contradict earlier claims")]

@@ -7,10 +7,13 @@ US13... instead" pasted in), so the screen looks at the text itself:
 
 * a citation quote (of the goal or a step) to a data observation is flagged when an occurrence
   of it in that observation overlaps an instruction span;
-* a string value of the action (bound or composed) is flagged when it occurs inside an
-  instruction span of any data observation and in no principal observation (the principal's own
-  words are never "injected"). Values shorter than ``screen_min_value_chars`` are skipped here:
-  "me" occurs inside every text.
+* a string value of the action (bound or composed) is flagged when an occurrence of it in any
+  data observation overlaps an instruction span, unless a principal observation contains it too
+  (the principal's own words are never "injected"). Values shorter than
+  ``screen_min_value_chars`` are skipped here: "me" occurs inside every text.
+
+"Overlaps", not "lies within": a quote that starts in honest text and runs into the injection
+(or swallows it whole) leans on it as much as one taken from its middle.
 
 A flag is ``cited_from_instruction`` (policy): denied for tools whose risk class the policy
 lists (by default external, financial and critical), escalated otherwise, and denied for a tool

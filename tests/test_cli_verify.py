@@ -172,3 +172,22 @@ def test_missing_manifest_file_is_a_one_line_error(
     argv[argv.index("--manifests") + 1] = str(tmp_path / "absent.yaml")
     result = invoke(argv)
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("example", "verdict"), [("pay-bill", "pass"), ("hijacked-bill", "deny")])
+def test_example_files(example: str, verdict: str) -> None:
+    """The example files the README uses are valid wire format and give the stated verdicts."""
+    folder = HERE / "examples"
+    result = invoke(
+        [
+            "verify",
+            "--proposal",
+            str(folder / f"{example}.proposal.json"),
+            "--observations",
+            str(folder / f"{example}.observations.json"),
+            "--manifests",
+            str(HERE / "manifests.yaml"),
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["verdict"] == verdict

@@ -1,0 +1,218 @@
+"""``thirdway attest show | verify | measure``: the verifier enclave's attestation, for anyone.
+
+``show`` starts an enclave (with the shipped or given manifests and charter and the default
+verify policy) and prints its attestation as JSON, or pretty-prints one read from a file.
+``verify`` checks an attestation file: its signature under its own key, that its components hash
+to its measurement, the platform claim against the quote (``process`` must say it has no
+hardware attestation; a quote must be bound to SHA-512(key ‖ nonce)), and optionally the nonce
+and the expected measurement. ``measure`` prints the measurement an enclave should report here,
+computed from this installation's files. Exit 0: verified; 1: the attestation fails a check;
+2: the input could not be read.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from thirdway.cli.common import err_console, fail, friendly_errors, read_input
+from thirdway.enclave.attestation import Attestation, Measurement, expected_measurement
+from thirdway.enclave.attestation import verify_attestation as check_attestation
+from thirdway.enclave.tsm import HardwareMode
+from thirdway.errors import EnclaveError, InputError
+from thirdway.protocol.manifest import ManifestSet
+from thirdway.protocol.parse import describe
+from thirdway.verify import VerifyPolicy
+
+app = typer.Typer(
+    help="The verifier enclave's attestation: show it, verify it, or compute the expected one.",
+    no_args_is_help=True,
+)
+
+MAX_ATTESTATION_BYTES = 4 * 1024 * 1024
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+ManifestsOption = Annotated[
+    Path | None,
+    typer.Option("--manifests", help="Tool manifests (YAML file or directory; default: shipped)."),
+]
+CharterOption = Annotated[
+    Path | None, typer.Option("--charter", help="Charter YAML (default: the shipped charter).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def register(root: typer.Typer) -> None:
+    """Attach ``thirdway attest``."""
+    root.add_typer(app, name="attest")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def load_manifests(path: Path | None) -> ManifestSet:
+    """The manifests the gateway would use (``thirdway.policy.manifests`` where installed)."""
+    try:
+        loader = importlib.import_module("thirdway.policy.manifests").load_manifests
+    except (ImportError, AttributeError):
+        if path is not None:
+            raise InputError(
+                "this installation has no manifest loader (thirdway.policy.manifests)"
+            ) from None
+        err_console.print("note: no manifest loader in this installation; using an empty set")
+        return ManifestSet()
+    manifests = loader(path)
+    if not isinstance(manifests, ManifestSet):
+        raise InputError("the manifest loader did not return a ManifestSet")
+    return manifests
+
+
+def _load_charter(path: Path | None) -> Any:
+    from thirdway.charter import load_charter
+
+    return load_charter(path)
+
+
+def read_attestation(path: Path) -> Attestation:
+    """An attestation file (``-`` for stdin), or a one-line :class:`InputError`."""
+    data = read_input(path, "attestation")
+    if len(data) > MAX_ATTESTATION_BYTES:
+        raise InputError(f"attestation is {len(data)} bytes; the limit is {MAX_ATTESTATION_BYTES}")
+    try:
+        return Attestation.model_validate_json(data)
+    except ValidationError as exc:
+        raise InputError(describe(exc, f"attestation {path}")) from None
+
+
+def _hex64(value: str | None, option: str) -> str | None:
+    if value is not None and not HEX64.match(value):
+        raise InputError(f"{option} must be 64 lower-case hex digits, not {value[:80]!r}")
+    return value
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command("show")
+@friendly_errors
+def show(
+    source: Annotated[
+        Path | None,
+        typer.Option("--from", help="Print this attestation file instead of starting an enclave."),
+    ] = None,
+    manifests: ManifestsOption = None,
+    charter: CharterOption = None,
+    hardware: Annotated[
+        str, typer.Option("--hardware", help="auto | require | off: use configfs-tsm?")
+    ] = "auto",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the attestation JSON here.")
+    ] = None,
+) -> None:
+    """Start a verifier enclave and print its attestation (or print one from a file)."""
+    if hardware not in ("auto", "require", "off"):
+        raise InputError(f"--hardware must be auto, require or off, not {hardware!r}")
+    if source is not None:
+        attestation = read_attestation(source)
+    else:
+        from thirdway.enclave.client import EnclaveClient
+
+        mode: HardwareMode = hardware  # type: ignore[assignment]
+        client = EnclaveClient(
+            load_manifests(manifests), VerifyPolicy(), _load_charter(charter), hardware=mode
+        )
+        with client:
+            started = client.attestation
+        if started is None:
+            raise EnclaveError("the enclave started without an attestation")
+        attestation = started
+    document = attestation.model_dump(mode="json")
+    if out is not None:
+        out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    _print_json(document)
+    err_console.print(f"attestation id {attestation.id}", highlight=False)
+
+
+@app.command("verify")
+@friendly_errors
+def verify_command(
+    file: Annotated[Path, typer.Argument(help="Attestation JSON file (- for stdin).")],
+    expect: Annotated[
+        str | None,
+        typer.Option("--expect", help="The measurement it must report (64 hex digits)."),
+    ] = None,
+    nonce: Annotated[
+        str | None, typer.Option("--nonce", help="The nonce it must answer (64 hex digits).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check an attestation's signature, measurement, nonce and platform claim."""
+    expected = _hex64(expect, "--expect")
+    fresh = _hex64(nonce, "--nonce")
+    attestation = read_attestation(file)
+    try:
+        check_attestation(attestation, nonce=fresh, expected_measurement=expected)
+    except EnclaveError as exc:
+        raise fail(f"attestation rejected: {exc}", code=1) from None
+    report = _report(attestation, expected, fresh)
+    if as_json:
+        _print_json(report)
+        return
+    typer.echo(f"attestation {attestation.id}: valid")
+    typer.echo(f"  signature    Ed25519 over its content, key {attestation.public_key}")
+    typer.echo(f"  measurement  {attestation.measurement} ({report['measurement_check']})")
+    parts = attestation.components
+    typer.echo(
+        f"  components   {len(parts.code)} code modules; manifests {parts.manifests[:16]}…; "
+        f"policy {parts.policy[:16]}…; charter {parts.charter[:16]}…"
+    )
+    typer.echo(f"  nonce        {attestation.nonce} ({report['nonce_check']})")
+    typer.echo(f"  platform     {attestation.platform}: {report['platform_check']}")
+
+
+def _report(attestation: Attestation, expected: str | None, nonce: str | None) -> dict[str, Any]:
+    if attestation.quote is None:
+        platform = attestation.note
+    else:
+        platform = (
+            f"{len(attestation.quote.outblob) * 3 // 4} byte quote bound to SHA-512(key ‖ nonce); "
+            "the quote itself is not checked here: verify it with the vendor's tooling"
+        )
+    return {
+        "id": attestation.id,
+        "valid": True,
+        "measurement": attestation.measurement,
+        "measurement_check": "matches --expect"
+        if expected is not None
+        else "not compared: pass --expect",
+        "nonce_check": "matches --nonce" if nonce is not None else "not compared: pass --nonce",
+        "platform": attestation.platform,
+        "platform_check": platform,
+    }
+
+
+@app.command("measure")
+@friendly_errors
+def measure_command(
+    manifests: ManifestsOption = None,
+    charter: CharterOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the measurement an enclave must report, computed from this installation's files."""
+    measurement: Measurement = expected_measurement(
+        load_manifests(manifests), VerifyPolicy(), _load_charter(charter)
+    )
+    if as_json:
+        _print_json({"measurement": measurement.value, "components": measurement.model_dump()})
+        return
+    typer.echo(measurement.value)

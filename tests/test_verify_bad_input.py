@@ -141,6 +141,13 @@ def test_ten_megabyte_quote_denies_when_validation_is_bypassed() -> None:
     assert codes_of(proposal) == ("deny", [codes.TOO_LARGE])
 
 
+def test_ten_megabyte_binding_quote_denies_when_validation_is_bypassed() -> None:
+    proposal = parse_proposal(json.dumps(base_doc()))
+    huge = QuoteBinding.model_construct(step="s2", quote="x" * 10_000_000, as_="text")
+    proposal = proposal.model_copy(update={"bindings": {**proposal.bindings, "subject": huge}})
+    assert codes_of(proposal) == ("deny", [codes.TOO_LARGE])
+
+
 def test_lone_surrogate_denies_when_validation_is_bypassed() -> None:
     proposal = constructed([], goal=Citation.model_construct(obs=0, quote="pay \ud800 bill"))
     verdict = verify(proposal, OBSERVATIONS, MANIFESTS)

@@ -48,7 +48,12 @@ def _effects(ctx: Context) -> Iterator[Issue]:
 
 
 def current_claims(proposal: Proposal) -> list[Claim]:
-    return [Claim(s.id, s.typed.expr, s.typed.vars) for s in proposal.steps if s.typed is not None]
+    """The chain's typed claims in step-id order, so that the order of the steps (which carries
+    no meaning) cannot change which conflicting claims z3 names."""
+    claims = [
+        Claim(s.id, s.typed.expr, s.typed.vars) for s in proposal.steps if s.typed is not None
+    ]
+    return sorted(claims, key=lambda c: c.label)
 
 
 def earlier_claims(session: str, history: Sequence[Proposal]) -> list[Claim]:

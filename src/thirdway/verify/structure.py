@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from thirdway.protocol import limits
-from thirdway.protocol.models import Citation
+from thirdway.protocol.models import Citation, QuoteBinding
 from thirdway.verify import codes
 from thirdway.verify.bindings import binding_steps
 from thirdway.verify.context import Context
@@ -163,7 +163,11 @@ def check_size(ctx: Context) -> list[Issue]:
         ):
             problems.append(f"step '{step.id}' has too many citations or 'from' edges")
             break
-    longest = max((len(c.quote) for _, c in ctx.citations()), default=0)
+    quotes = [c.quote for _, c in ctx.citations()]
+    quotes += [
+        leaf.binding.quote for leaf in ctx.walk.leaves if isinstance(leaf.binding, QuoteBinding)
+    ]
+    longest = max(map(len, quotes), default=0)
     if longest > limits.MAX_QUOTE_CHARS:
         problems.append(f"a quote of {longest} characters (limit {limits.MAX_QUOTE_CHARS})")
     return [

@@ -90,8 +90,8 @@ class Measurement(Model):
 
     @property
     def value(self) -> str:
-        """The measurement: SHA-256 of these components' canonical bytes."""
-        return canonical_sha256(self)
+        """The measurement: SHA-256 of these components' canonical bytes (cached per object)."""
+        return memo.derived(self, "enclave.measurement", lambda: canonical_sha256(self))
 
 
 class Quote(Model):

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
+from rich import box
 from rich.table import Table
 
 from thirdway.errors import ThirdwayError
@@ -60,7 +61,7 @@ __all__ = [
     "bench_manifests",
     "dump_json",
     "make_trace",
-    "render_table",
+    "render_tables",
     "run_bench",
     "to_invariant_messages",
 ]
@@ -572,32 +573,42 @@ def run_bench(
 
 
 def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
+    """Milliseconds with precision that fits the magnitude (3 decimals below 10 ms)."""
+    if value is None:
+        return "—"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.3f}"
 
 
-def render_table(result: BenchResult) -> Table:
-    table = Table(
-        title="thirdway bench verify: deterministic verifier vs invariant-ai LocalPolicy",
-        caption="p50/p99 nearest rank; ratio = Invariant p50 / thirdway cold p50",
-    )
-    for column in ("workload", "engine", "n", "p50 ms", "p99 ms", "mean ms", "outcome", "ratio"):
-        table.add_column(column, justify="left" if column in {"workload", "engine"} else "right")
-    for row in result.rows:
-        ratio = None
-        for name, value in result.ratios.get(row.workload, {}).items():
-            if row.engine == f"invariant ({name})":
-                ratio = value
-        table.add_row(
-            row.workload,
-            row.engine,
-            str(row.iterations),
-            _ms(row.p50_ms),
-            _ms(row.p99_ms),
-            _ms(row.mean_ms),
-            row.outcome,
-            f"{ratio:,.1f}x" if ratio is not None else "",
+def render_tables(result: BenchResult) -> list[Table]:
+    """One table per workload, narrow enough for an 80-column terminal."""
+    tables = []
+    for workload in dict.fromkeys(row.workload for row in result.rows):
+        table = Table(
+            title=f"thirdway bench verify: {workload}",
+            box=box.SIMPLE,
+            caption="ms; p50/p99 nearest rank; ratio = Invariant p50 / thirdway cold p50",
         )
-    return table
+        for column in ("engine", "n", "p50", "p99", "mean", "outcome", "ratio"):
+            table.add_column(column, justify="left" if column == "engine" else "right")
+        ratios = result.ratios.get(workload, {})
+        for row in (row for row in result.rows if row.workload == workload):
+            ratio = next(
+                (value for name, value in ratios.items() if row.engine == f"invariant ({name})"),
+                None,
+            )
+            table.add_row(
+                row.engine,
+                str(row.iterations),
+                _ms(row.p50_ms),
+                _ms(row.p99_ms),
+                _ms(row.mean_ms),
+                row.outcome,
+                f"{ratio:,.1f}x" if ratio is not None else "",
+            )
+        tables.append(table)
+    return tables
 
 
 def dump_json(result: BenchResult) -> str:

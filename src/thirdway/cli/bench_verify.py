@@ -62,14 +62,15 @@ def register(bench_app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """p50/p99 of the deterministic verifier, and invariant-ai on the same sessions."""
-        from thirdway.bench.verify import FULL, QUICK, dump_json, render_table, run_bench
+        from thirdway.bench.verify import FULL, QUICK, dump_json, render_tables, run_bench
 
         if workload:
             workloads = [parse_workload(spec, quick) for spec in workload]
         else:
             workloads = list(QUICK if quick else FULL)
         result = run_bench(workloads, seed=seed, invariant=invariant)
-        console.print(render_table(result))
+        for table in render_tables(result):
+            console.print(table)
         for note in result.notes:
             console.print(f"- {note}", highlight=False, soft_wrap=True)
         if json_path is not None:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from thirdway.errors import InputError
 from thirdway.protocol.canonical import canonical_sha256
 from thirdway.protocol.models import Observation, Proposal
 from thirdway.verify import VerifyPolicy, codes, memo, verify
@@ -401,11 +402,31 @@ def test_dates_are_found_by_value(text: str, found: bool) -> None:
 # --------------------------------------------------------------------------- hashing
 
 
-@settings(max_examples=50)
-@given(st.text(min_size=1024, max_size=3000))
-def test_fast_observation_hash_is_the_canonical_hash(content: str) -> None:
-    observation = obs(1, "data", produced_by=0, content=content)
+@settings(max_examples=100)
+@given(
+    st.text(max_size=3000),
+    st.text(alphabet=st.characters(min_codepoint=0x20), min_size=1, max_size=40),
+    st.integers(min_value=1, max_value=2**53 - 1),
+    st.booleans(),
+)
+def test_fast_observation_hash_is_the_canonical_hash(
+    content: str, session: str, index: int, principal: bool
+) -> None:
+    fields: dict[str, Any] = {"session": session, "index": index, "content": content}
+    if principal:
+        fields["channel"] = "principal"
+    else:
+        fields.update(channel="data", produced_by=index - 1)
+    observation = Observation.model_validate(fields)
     assert observation_sha256(observation) == canonical_sha256(observation)
+
+
+def test_call_observations_and_large_indices_take_the_reference_path() -> None:
+    call = obs(3, "call", call={"tool": "t", "args": {"x": 1e21, "y": 0.1}})
+    assert observation_sha256(call) == canonical_sha256(call)
+    big = obs(2**60, "principal", content="hi")
+    with pytest.raises(InputError):
+        observation_sha256(big)
 
 
 def test_context_digest_is_rfc8785_of_the_documented_object() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from thirdway.protocol.canonical import canonical_json, canonical_sha256, sha256_hex
+from thirdway.protocol.canonical import canonical_sha256, sha256_hex
 from thirdway.protocol.manifest import ManifestSet
 from thirdway.protocol.models import Decision, Finding, Observation, Proposal, Verdict
 from thirdway.verify import (
@@ -174,31 +174,30 @@ def _hash(model: object) -> str:
     return memo.derived(model, "sha256", lambda: canonical_sha256(model))
 
 
-_PLACEHOLDER = "\x00thirdway:content\x00"
+_SAFE_INT = 2**53 - 1
 
 
 def observation_sha256(obs: Observation) -> str:
-    """``canonical_sha256(obs)``, computed without RFC 8785's slow path for long contents.
+    """``canonical_sha256(obs)``, at C speed for principal and data observations.
 
-    The ``rfc8785`` package escapes strings with a Python callback per escaped character; a
-    megabyte of tool output takes milliseconds. RFC 8785 escapes strings exactly as
-    :func:`json.dumps` does with ``ensure_ascii=False`` (``\\b \\t \\n \\f \\r \\" \\\\`` and
-    ``\\u00xx`` for other controls, everything else verbatim), so the content is encoded by
-    :mod:`json` and spliced into the canonical bytes of the rest. Any doubt (the placeholder not
-    found exactly once, a string :mod:`json` cannot encode as UTF-8) falls back to the slow path.
+    The ``rfc8785`` package escapes strings with a Python callback per escaped character, so a
+    session's worth of tool output takes milliseconds to hash. For an observation without a
+    ``call``, the canonical object holds only ASCII keys, strings, integers and nulls; for those,
+    RFC 8785 (ECMAScript ``JSON.stringify`` escaping, keys sorted) writes exactly what
+    :func:`json.dumps` writes with sorted keys, no spaces and ``ensure_ascii=False``. Call
+    observations (whose arguments may hold floats, formatted differently by the two) and integers
+    outside I-JSON's range take the reference path.
     """
-    content = obs.content
-    if content is None or len(content) < 1024:
+    if obs.call is not None or not all(
+        v is None or 0 <= v <= _SAFE_INT for v in (obs.index, obs.produced_by)
+    ):
         return canonical_sha256(obs)
-    skeleton = canonical_json(obs.model_copy(update={"content": _PLACEHOLDER}))
-    marker = json.dumps(_PLACEHOLDER).encode("ascii")
+    document = obs.model_dump(mode="json", by_alias=True)
     try:
-        encoded = json.dumps(content, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
+        encoded = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return sha256_hex(encoded.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: let the reference path refuse it
         return canonical_sha256(obs)
-    if skeleton.count(marker) != 1:
-        return canonical_sha256(obs)
-    return sha256_hex(skeleton.replace(marker, encoded))
 
 
 def _digest(compute: Callable[[], str]) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from thirdway.llm import (
     CachedModel,
@@ -35,7 +35,7 @@ HELLO: list[Message] = [{"role": "user", "content": "Say hi."}]
 
 class Answer(BaseModel):
     ok: bool
-    word: str
+    word: str = Field(max_length=12)
 
 
 # --------------------------------------------------------------------------- fake endpoint
@@ -72,7 +72,9 @@ class FakeEndpoint:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self.thread.start()
 
     def reply(self, content: str | None, *, status: int = 200, delay: float = 0.0) -> None:
@@ -305,10 +307,10 @@ def test_local_model_constrained_json(smollm: LocalModel) -> None:
         {"role": "user", "content": "Is water wet? Answer in JSON with ok and word."}
     ]
     schema = Answer.model_json_schema()
-    text = smollm.complete(messages, json_schema=schema, max_tokens=40)
+    text = smollm.complete(messages, json_schema=schema, max_tokens=24)
     parsed = Answer.model_validate_json(text)  # grammar-constrained: valid by construction
     assert isinstance(parsed.ok, bool)
-    again = smollm.complete(messages, json_schema=schema, max_tokens=40)
+    again = smollm.complete(messages, json_schema=schema, max_tokens=24)
     assert again == text  # greedy decoding is deterministic
 
 

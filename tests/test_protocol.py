@@ -148,3 +148,46 @@ def test_unhashable_arguments_are_refused_at_parse_time() -> None:
 def test_canonical_json_is_stable_under_reordering(args: dict[str, object]) -> None:
     reordered = dict(reversed(list(args.items())))
     assert canonical_json(args) == canonical_json(reordered)
+
+
+JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()
+)
+JSON_VALUES = st.recursive(
+    JSON_LEAVES,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES)
+def test_fast_canonical_path_matches_rfc8785_byte_for_byte(value: object) -> None:
+    import rfc8785
+
+    try:
+        expected = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        with pytest.raises(InputError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"\U0001f600": 1, "\ufb01": 2},  # UTF-16 order differs from code-point order
+        [1e21, 1e-7, 5e-324, 1e16, 0.0001, 123456789012345.6, -0.0, 2.0**53],
+        {"s": '\u2028\x7f\x00\x1f"\\'},
+    ],
+)
+def test_fast_canonical_path_edge_cases(value: object) -> None:
+    import rfc8785
+
+    assert canonical_json(value) == rfc8785.dumps(value)

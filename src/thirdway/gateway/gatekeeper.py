@@ -1,0 +1,871 @@
+"""The in-process Gatekeeper: one action, end to end (DESIGN, "One action, end to end").
+
+::
+
+    open_session ─▶ [observation: principal]
+    record_observation / record_tool_result ─▶ [observation: call, data]
+    propose ─▶ [proposal, verdict, decision, capability | dialogue] ─▶ Granted | Denied | Escalated
+    approve_escalation / deny_escalation ─▶ [dialogue, decision, capability?] ─▶ Granted | …
+    execute(token, call) ─▶ token checked for exactly this call and spent ─▶ the tool runs
+        ─▶ [observation: call, observation: data (produced_by the call), execution] ─▶ Executed
+
+Durability: whatever an answer depends on is durably in the log before the answer is returned,
+the entries of one step in one transaction (see :mod:`thirdway.gateway.writer` for how the
+proposal's index is known before its token is minted). Execution: the token is verified and
+spent (durably, in the spent-set) before the tool runs; the call, its result and the execution
+record are written together when the tool returns. A crash in between leaves a spent nonce and
+a logged capability without an execution: the action must be proposed again, never run twice.
+
+Thread safety: sessions are independent; within one session steps run one at a time (a
+session lock, held while a tool runs); all appends go through the writer's one lock. Session
+state changes only after the append recording the change has returned, so a failed append
+leaves memory and log agreeing.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from thirdway.capability import (
+    DEFAULT_TTL_SECONDS,
+    CapabilityClaims,
+    CapabilityIssuer,
+    LockedTool,
+    SpentSet,
+    SQLiteSpentSet,
+)
+from thirdway.errors import CapabilityError, GateError, InputError, LogError, ThirdwayError
+from thirdway.gateway import entries as log_entries
+from thirdway.gateway.entries import entry_bytes, observation_entry, proposal_entry
+from thirdway.gateway.hooks import (
+    FixedTier,
+    RecordOnlySanctioner,
+    Sanctioner,
+    StageTimer,
+    TierSource,
+)
+from thirdway.gateway.inputs import (
+    amount_of,
+    call_input,
+    check_reason,
+    check_ttl,
+    observation,
+    proposal_input,
+    valid_id,
+)
+from thirdway.gateway.keys import load_or_create_issuer
+from thirdway.gateway.outcomes import (
+    Denied,
+    Escalated,
+    Executed,
+    Granted,
+    Outcome,
+    denial_reason,
+    escalation_reason,
+)
+from thirdway.gateway.sessions import MAX_SESSION_CHARS, Escalation, Session, State, rebuild
+from thirdway.gateway.tools import ToolRegistry, render_result
+from thirdway.gateway.verifiers import InProcessVerifier, Verifier, VerifierResult
+from thirdway.gateway.writer import Item, LogWriter
+from thirdway.ledger.log import TransparencyLog
+from thirdway.policy.authorize import (
+    AuthorizationDecision,
+    AuthorizationRequest,
+    Authorizer,
+    default_authorizer,
+)
+from thirdway.protocol.canonical import canonical_sha256
+from thirdway.protocol.limits import MAX_CLAIM_CHARS, MAX_OBSERVATIONS
+from thirdway.protocol.manifest import ManifestSet, ToolManifest
+from thirdway.protocol.models import (
+    Channel,
+    Finding,
+    LogEntry,
+    Observation,
+    Proposal,
+    ToolCall,
+    Verdict,
+)
+from thirdway.protocol.parse import describe
+from thirdway.verify import VerifyPolicy
+
+Clock = Callable[[], float]
+
+PROVENANCE_CODES: Final = frozenset(
+    {"provenance_violation", "cited_from_instruction", "instruction_from_data"}
+)
+"""Findings meaning a value did not come from the principal or a source it designated."""
+LOGGED_REFUSALS: Final = frozenset(
+    {"wrong_tool", "wrong_args", "wrong_agent", "wrong_session", "expired", "spent"}
+)
+"""Token refusals worth a log entry: the token is genuine, so someone holding a real capability
+tried to use it for another call, elsewhere, late or again. Garbage tokens are refused without
+an entry: they say nothing about anyone, and logging them would let anyone grow the log."""
+MAX_REASON_CHARS: Final = 4096
+LOG_NAME: Final = "log.db"
+SPENT_NAME: Final = "spent.db"
+KEY_NAME: Final = "capability.key"
+
+
+@dataclass(frozen=True)
+class _Minted:
+    token: str
+    claims: CapabilityClaims
+
+
+class Gatekeeper:
+    """The gate between an agent and its tools (see the module docstring for the flow).
+
+    ``manifests`` plus the hosted ``tools``' own manifests say what every tool risks; the
+    ``verifier`` (default: the pure in-process one) must judge with exactly those. ``tiers``
+    gives each agent's trust tier (default: 2 for everyone), ``sanctioner`` hears of deception,
+    ``auditors`` (when given) are the only ids that may answer escalations, ``timer`` receives
+    the time of every stage (for ``thirdway bench gate``)."""
+
+    def __init__(
+        self,
+        log: TransparencyLog,
+        *,
+        issuer: CapabilityIssuer,
+        spent_set: SpentSet,
+        manifests: ManifestSet | None = None,
+        tools: ToolRegistry | None = None,
+        verifier: Verifier | None = None,
+        verify_policy: VerifyPolicy | None = None,
+        authorizer: Authorizer | None = None,
+        tiers: TierSource | None = None,
+        sanctioner: Sanctioner | None = None,
+        clock: Clock = time.time,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        required_approvals: int = 2,
+        auditors: Iterable[str] | None = None,
+        timer: StageTimer | None = None,
+    ) -> None:
+        self.tools = tools if tools is not None else ToolRegistry()
+        if manifests is None:
+            manifests = verifier.manifests if verifier is not None else ManifestSet()
+        self.manifests = self.tools.merged_manifests(manifests)
+        if verifier is None:
+            verifier = InProcessVerifier(self.manifests, verify_policy)
+        elif verifier.manifests != self.manifests:
+            raise InputError(
+                "the verifier judges with other tool manifests than the gatekeeper's "
+                "(they must include every hosted tool's manifest)"
+            )
+        self.verifier = verifier
+        self.log = log
+        self.issuer = issuer
+        self.spent_set = spent_set
+        self.authorizer = authorizer or default_authorizer()
+        self.tiers: TierSource = tiers or FixedTier()
+        self.sanctioner: Sanctioner = sanctioner or RecordOnlySanctioner()
+        self.clock = clock
+        self.ttl_seconds = check_ttl(ttl_seconds)
+        if (
+            isinstance(required_approvals, bool)
+            or not isinstance(required_approvals, int)
+            or not 1 <= required_approvals <= 1000
+        ):
+            raise InputError("required_approvals must be an integer from 1 to 1000")
+        self.required_approvals = required_approvals
+        self.auditors = (
+            None if auditors is None else frozenset(valid_id(a, "auditor id") for a in auditors)
+        )
+        self._timer = timer
+        self._writer = LogWriter(log, self._time)
+        self._locked: dict[str, LockedTool[Any]] = self.tools.lock(
+            verifier=issuer.verifier(), spent_set=spent_set, clock=clock
+        )
+        self._table_lock = threading.Lock()
+        state = self._rebuild()
+        self._sessions: dict[str, Session] = state.sessions
+        self._escalations: dict[str, Escalation] = state.escalations
+        self._agents = {session.agent for session in state.sessions.values()}
+        self._owned: list[SQLiteSpentSet | TransparencyLog] = []
+
+    # ------------------------------------------------------------------ opening and closing
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path | str,
+        *,
+        origin: str | None = None,
+        durable_spends: bool = True,
+        **options: Any,
+    ) -> Gatekeeper:
+        """A gatekeeper over ``data_dir`` (created if missing): ``log.db`` (the transparency log,
+        its checkpoint key ``log.db.key``), ``spent.db`` (the spent-set) and ``capability.key``
+        (the token signing key, mode 0600). Reopening the folder carries on where it stopped.
+        ``options`` are the constructor's keyword arguments."""
+        folder = Path(data_dir)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        issuer = load_or_create_issuer(folder / KEY_NAME)
+        log = TransparencyLog.open(folder / LOG_NAME, origin=origin)
+        spent: SQLiteSpentSet | None = None
+        try:
+            spent = SQLiteSpentSet(folder / SPENT_NAME, durable=durable_spends)
+            gate = cls(log, issuer=issuer, spent_set=spent, **options)
+        except BaseException:
+            if spent is not None:
+                spent.close()
+            log.close()
+            raise
+        gate._owned = [spent, log]
+        return gate
+
+    def close(self) -> None:
+        """Close what :meth:`open` opened. Everything already answered is durable."""
+        for resource in self._owned:
+            resource.close()
+        self._owned = []
+
+    def __enter__(self) -> Gatekeeper:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _rebuild(self) -> State:
+        def read() -> Iterable[tuple[int, LogEntry]]:
+            for index in range(self.log.size()):
+                try:
+                    yield index, LogEntry.model_validate_json(self.log.entry(index))
+                except ValidationError as exc:
+                    what = "thirdway/1 log entry"
+                    raise LogError(f"log entry {index}: {describe(exc, what)}") from None
+
+        return rebuild(read())
+
+    # ------------------------------------------------------------------ sessions, observations
+
+    def open_session(self, agent: str, instruction: str, *, session_id: str | None = None) -> str:
+        """Start a session for ``agent`` with the principal's ``instruction`` (observation 0)."""
+        agent = valid_id(agent, "agent id")
+        if self.auditors is not None and agent in self.auditors:
+            raise GateError(f"{agent!r} is an auditor; an auditor cannot act as an agent")
+        sid = "s-" + secrets.token_hex(8) if session_id is None else valid_id(session_id, "id")
+        first = observation(session=sid, index=0, channel="principal", content=instruction)
+        session = Session(sid, agent)
+        with session.lock:
+            with self._table_lock:
+                if sid in self._sessions:
+                    raise GateError(f"session {sid!r} already exists")
+                self._sessions[sid] = session
+            try:
+                self._writer.append([observation_entry(first, agent)])
+            except BaseException:
+                with self._table_lock:
+                    del self._sessions[sid]
+                raise
+            session.add([first])
+            with self._table_lock:
+                self._agents.add(agent)
+        return sid
+
+    def record_observation(
+        self,
+        session_id: str,
+        *,
+        channel: Channel,
+        content: str | None = None,
+        call: ToolCall | Mapping[str, Any] | None = None,
+        produced_by: int | None = None,
+        agent: str | None = None,
+    ) -> int:
+        """Record one observation that reached the agent from elsewhere; returns its index."""
+        session = self._session(session_id, agent)
+        with session.lock:
+            index = len(session.observations)
+            recorded = observation(
+                session=session.id,
+                index=index,
+                channel=channel,
+                content=content,
+                call=call,
+                produced_by=produced_by,
+            )
+            if recorded.produced_by is not None:
+                _check_produced_by(session, recorded.produced_by)
+            _check_room(session, [recorded])
+            self._writer.append([observation_entry(recorded, session.agent)])
+            session.add([recorded])
+        return index
+
+    def record_tool_result(
+        self,
+        session_id: str,
+        call: ToolCall | Mapping[str, Any],
+        content: str,
+        *,
+        agent: str | None = None,
+    ) -> tuple[int, int]:
+        """Record a tool call made elsewhere and its result, in one durable batch; returns the
+        indices of the call and of the data observation."""
+        session = self._session(session_id, agent)
+        with session.lock:
+            index = len(session.observations)
+            pair = [
+                observation(session=session.id, index=index, channel="call", call=call),
+                observation(
+                    session=session.id,
+                    index=index + 1,
+                    channel="data",
+                    content=content,
+                    produced_by=index,
+                ),
+            ]
+            _check_room(session, pair)
+            self._writer.append([observation_entry(o, session.agent) for o in pair])
+            session.add(pair)
+        return index, index + 1
+
+    def observations(self, session_id: str) -> tuple[Observation, ...]:
+        """The session's record so far: what its proposals are verified against."""
+        session = self._session(session_id)
+        with session.lock:
+            return tuple(session.observations)
+
+    def session_agent(self, session_id: str) -> str:
+        """The agent a session belongs to."""
+        return self._session(session_id).agent
+
+    # ------------------------------------------------------------------ proposals
+
+    def propose(
+        self,
+        session_id: str,
+        proposal: Proposal | Mapping[str, Any] | str | bytes,
+        *,
+        agent: str | None = None,
+    ) -> Outcome:
+        """Verify the proposal against the session's record, authorize it, and mint a token if
+        both allow; otherwise say why (:class:`Denied`) or who must look (:class:`Escalated`)."""
+        session = self._session(session_id, agent)
+        parsed = proposal_input(proposal)
+        if parsed.session != session.id:
+            raise GateError(
+                f"the proposal names session {parsed.session!r} but was sent to {session.id!r}"
+            )
+        if parsed.agent is not None and parsed.agent != session.agent:
+            raise GateError(
+                f"the proposal names agent {parsed.agent!r}; session {session.id!r} belongs to "
+                f"another agent"
+            )
+        manifest = self._manifest(parsed.action.tool)
+        with session.lock:
+            recorded_before = len(session.observations)
+            started = time.perf_counter_ns()
+            proposal_bytes = entry_bytes(proposal_entry(parsed, session.agent, recorded_before))
+            self._time("log", time.perf_counter_ns() - started)
+            result = self._verify(session, parsed, recorded_before)
+            if isinstance(result, str):
+                return self._no_verdict(session, parsed, proposal_bytes, result)
+            request = self._request(session, manifest, parsed, result.verdict)
+            if isinstance(request, str):
+                outcome: Outcome = self._no_decision(
+                    session, parsed, proposal_bytes, result, request
+                )
+            else:
+                decision = self._authorize(request)
+                outcome = self._conclude(session, parsed, proposal_bytes, result, decision)
+            if result.verdict.verdict == "pass":
+                session.history.append(parsed)
+            if any(finding.severity == "deception" for finding in result.verdict.findings):
+                assert outcome.proposal_index is not None
+                evidence = [outcome.proposal_index, outcome.proposal_index + 1]
+                self._sanction(session, result.verdict.findings, evidence)
+        return outcome
+
+    def _verify(
+        self, session: Session, proposal: Proposal, recorded_before: int
+    ) -> VerifierResult | str:
+        """The verifier's result, or why there is none (fail closed: no verdict, no token)."""
+        started = time.perf_counter_ns()
+        try:
+            result = self.verifier(
+                proposal, tuple(session.observations), tuple(session.history), recorded_before
+            )
+        except ThirdwayError as exc:
+            return f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+        finally:
+            self._time("verify", time.perf_counter_ns() - started)
+        if result.verdict.session != session.id:
+            return f"the verifier answered for session {result.verdict.session!r}"
+        return result
+
+    def _request(
+        self, session: Session, manifest: ToolManifest, proposal: Proposal, verdict: Verdict
+    ) -> AuthorizationRequest | str:
+        """The authorization request for this verdict, or why none can be built."""
+        try:
+            return AuthorizationRequest.for_tool(
+                manifest,
+                agent=session.agent,
+                tier=self.tiers.tier(session.agent),
+                verdict=verdict.verdict,
+                provenance_clean=not any(f.code in PROVENANCE_CODES for f in verdict.findings),
+                required_approvals=self.required_approvals,
+                amount=amount_of(manifest, proposal.action.args),
+            )
+        except ThirdwayError as exc:
+            return str(exc)[:MAX_REASON_CHARS]
+
+    def _authorize(self, request: AuthorizationRequest) -> AuthorizationDecision:
+        started = time.perf_counter_ns()
+        try:
+            return self.authorizer.authorize(request)
+        finally:
+            self._time("authorize", time.perf_counter_ns() - started)
+
+    def _no_verdict(
+        self, session: Session, proposal: Proposal, proposal_bytes: bytes, error: str
+    ) -> Denied:
+        name = self.verifier.name
+        written = self._writer.append_at(
+            lambda p: [
+                proposal_bytes,
+                log_entries.verdict_error_entry(proposal, session.agent, p, name, error),
+            ]
+        )
+        return Denied(
+            reason=f"no verdict could be had ({error}); nothing was granted, propose again",
+            proposal_index=written.start,
+        )
+
+    def _no_decision(
+        self,
+        session: Session,
+        proposal: Proposal,
+        proposal_bytes: bytes,
+        result: VerifierResult,
+        error: str,
+    ) -> Denied:
+        written = self._writer.append_at(
+            lambda p: [
+                proposal_bytes,
+                self._verdict_entry(proposal, session, p, result),
+                log_entries.decision_entry(session.id, session.agent, p, p + 1, None, error=error),
+            ]
+        )
+        return Denied(
+            reason=f"the action cannot be authorized: {error}",
+            findings=result.verdict.findings,
+            verdict=result.verdict,
+            proposal_index=written.start,
+        )
+
+    def _conclude(
+        self,
+        session: Session,
+        proposal: Proposal,
+        proposal_bytes: bytes,
+        result: VerifierResult,
+        decision: AuthorizationDecision,
+    ) -> Outcome:
+        """Write proposal, verdict and decision, plus a capability (allow) or a dialogue
+        (needs_dialogue), in one batch; answer accordingly."""
+        verdict = result.verdict
+        minted: list[_Minted] = []
+        handle = "esc-" + secrets.token_hex(12)
+
+        def build(p: int) -> list[Item]:
+            items: list[Item] = [
+                proposal_bytes,
+                self._verdict_entry(proposal, session, p, result),
+                log_entries.decision_entry(session.id, session.agent, p, p + 1, decision),
+            ]
+            if decision.outcome == "allow":
+                minted.append(self._mint(session, proposal.action, p, canonical_sha256(verdict)))
+                items.append(log_entries.capability_entry(minted[0].claims, p, p + 2))
+            elif decision.outcome == "needs_dialogue":
+                items.append(log_entries.escalation_entry(session.id, session.agent, handle, p))
+            return items
+
+        p = self._writer.append_at(build).start
+        if decision.outcome == "allow":
+            return Granted(
+                token=minted[0].token,
+                verdict=verdict,
+                decision=decision,
+                proposal_index=p,
+                capability_index=p + 3,
+                expires_at=minted[0].claims.expires_at,
+            )
+        if decision.outcome == "needs_dialogue":
+            escalation = Escalation(
+                handle=handle,
+                session=session.id,
+                agent=session.agent,
+                proposal=proposal,
+                proposal_index=p,
+                verdict=verdict,
+                verdict_index=p + 1,
+                request=decision.request,
+            )
+            with self._table_lock:
+                self._escalations[handle] = escalation
+            return Escalated(
+                handle=handle,
+                reason=escalation_reason(verdict, decision),
+                verdict=verdict,
+                decision=decision,
+                proposal_index=p,
+            )
+        return Denied(
+            reason=denial_reason(verdict, decision),
+            findings=verdict.findings,
+            verdict=verdict,
+            decision=decision,
+            proposal_index=p,
+        )
+
+    def _mint(
+        self, session: Session, action: ToolCall, proposal_index: int, verdict_sha256: str
+    ) -> _Minted:
+        started = time.perf_counter_ns()
+        claims = CapabilityClaims.for_call(
+            agent=session.agent,
+            session=session.id,
+            tool=action.tool,
+            args=action.args,
+            proposal_index=proposal_index,
+            verdict_sha256=verdict_sha256,
+            now=self.clock(),
+            ttl_seconds=self.ttl_seconds,
+        )
+        token = self.issuer.mint(claims)
+        self._time("mint", time.perf_counter_ns() - started)
+        return _Minted(token, claims)
+
+    def _verdict_entry(
+        self, proposal: Proposal, session: Session, p: int, result: VerifierResult
+    ) -> LogEntry:
+        return log_entries.verdict_entry(
+            proposal, session.agent, p, self.verifier.name, result.verdict, result.signed
+        )
+
+    # ------------------------------------------------------------------ escalations
+
+    def escalation(self, handle: str) -> Escalation:
+        """The open escalation ``handle`` (what an auditor reviews)."""
+        with self._table_lock:
+            found = self._escalations.get(handle) if isinstance(handle, str) else None
+        if found is None:
+            raise GateError(f"no open escalation {str(handle)[:80]!r}")
+        return found
+
+    def open_escalations(self) -> list[str]:
+        """Handles of the escalations waiting for an auditor."""
+        with self._table_lock:
+            return sorted(self._escalations)
+
+    def approve_escalation(self, handle: str, auditor: str, reason: str) -> Outcome:
+        """An auditor approves: the action is decided again with the dialogue ``approved``, and
+        a token minted if that allows it. A critical action needs ``required_approvals``
+        distinct auditors; until then the answer stays :class:`Escalated`."""
+        return self._answer(handle, auditor, reason, approve=True)
+
+    def deny_escalation(self, handle: str, auditor: str, reason: str) -> Outcome:
+        """An auditor refuses: the decision becomes a final ``deny``."""
+        return self._answer(handle, auditor, reason, approve=False)
+
+    def _answer(self, handle: str, auditor: str, reason: str, *, approve: bool) -> Outcome:
+        auditor = self._check_auditor(auditor)
+        reason = check_reason(reason, MAX_CLAIM_CHARS)
+        escalation = self.escalation(handle)
+        session = self._session(escalation.session)
+        with session.lock:
+            with self._table_lock:
+                if self._escalations.get(handle) is not escalation:
+                    raise GateError(f"escalation {handle!r} was resolved meanwhile")
+            if auditor in escalation.approvers:
+                raise GateError(f"auditor {auditor!r} already approved {handle!r}")
+            approvals = len(escalation.approvers) + (1 if approve else 0)
+            request = AuthorizationRequest.build(
+                **{
+                    **escalation.request.model_dump(),
+                    "tier": self.tiers.tier(escalation.agent),
+                    "dialogue": "approved" if approve else "denied",
+                    "approvals": approvals,
+                }
+            )
+            decision = self._authorize(request)
+            written, minted = self._record_answer(
+                session, escalation, auditor, reason, approve, decision
+            )
+            if approve:
+                escalation.approvers.append(auditor)
+            if decision.outcome != "needs_dialogue":
+                with self._table_lock:
+                    self._escalations.pop(handle, None)
+        return self._answer_outcome(escalation, auditor, reason, decision, written, minted)
+
+    def _record_answer(
+        self,
+        session: Session,
+        escalation: Escalation,
+        auditor: str,
+        reason: str,
+        approve: bool,
+        decision: AuthorizationDecision,
+    ) -> tuple[range, _Minted | None]:
+        """Write the auditor's answer, the new decision and (on allow) the capability."""
+        minted: list[_Minted] = []
+        p = escalation.proposal_index
+
+        def build(d: int) -> list[Item]:
+            items: list[Item] = [
+                log_entries.answer_entry(
+                    session.id,
+                    session.agent,
+                    escalation.handle,
+                    p,
+                    auditor=auditor,
+                    reason=reason,
+                    approve=approve,
+                ),
+                log_entries.decision_entry(
+                    session.id,
+                    session.agent,
+                    p,
+                    escalation.verdict_index,
+                    decision,
+                    handle=escalation.handle,
+                    dialogue_index=d,
+                ),
+            ]
+            if decision.outcome == "allow":
+                minted.append(
+                    self._mint(session, escalation.proposal.action, p, escalation.verdict_sha256)
+                )
+                items.append(log_entries.capability_entry(minted[0].claims, p, d + 1))
+            return items
+
+        written = self._writer.append_at(build)
+        return written, (minted[0] if minted else None)
+
+    def _answer_outcome(
+        self,
+        escalation: Escalation,
+        auditor: str,
+        reason: str,
+        decision: AuthorizationDecision,
+        written: range,
+        minted: _Minted | None,
+    ) -> Outcome:
+        if minted is not None:
+            return Granted(
+                token=minted.token,
+                verdict=escalation.verdict,
+                decision=decision,
+                proposal_index=escalation.proposal_index,
+                capability_index=written.start + 2,
+                expires_at=minted.claims.expires_at,
+            )
+        if decision.outcome == "needs_dialogue":
+            return Escalated(
+                handle=escalation.handle,
+                reason=(
+                    f"{len(escalation.approvers)} of {decision.request.required_approvals} "
+                    "required auditor approvals so far"
+                ),
+                verdict=escalation.verdict,
+                decision=decision,
+                proposal_index=escalation.proposal_index,
+                approvals=len(escalation.approvers),
+            )
+        if decision.request.dialogue == "denied":
+            why = f"auditor {auditor!r} denied the action: {reason}"
+        else:
+            why = denial_reason(escalation.verdict, decision)
+        return Denied(
+            reason=why,
+            findings=escalation.verdict.findings,
+            verdict=escalation.verdict,
+            decision=decision,
+            proposal_index=escalation.proposal_index,
+        )
+
+    def _check_auditor(self, auditor: str) -> str:
+        auditor = valid_id(auditor, "auditor id")
+        with self._table_lock:
+            is_agent = auditor in self._agents
+        if is_agent:
+            raise GateError(f"{auditor!r} is an agent; an agent can never approve or deny actions")
+        if self.auditors is not None and auditor not in self.auditors:
+            raise GateError(f"{auditor!r} is not one of this gatekeeper's auditors")
+        return auditor
+
+    # ------------------------------------------------------------------ execution
+
+    def execute(
+        self,
+        session_id: str,
+        token: str,
+        call: ToolCall | Mapping[str, Any] | str | bytes,
+        *,
+        agent: str | None = None,
+    ) -> Executed:
+        """Run a hosted tool with a capability for exactly this call, and record the result.
+
+        Raises :class:`~thirdway.errors.CapabilityError` (see its ``reason``) when the token does
+        not allow this call; a genuine token used wrongly is also logged as a refusal. A tool
+        that raises is not an error here: its failure is the result (``ok=False``), recorded."""
+        session = self._session(session_id, agent)
+        parsed = call_input(call)
+        locked = self._locked.get(parsed.tool)
+        if locked is None:
+            hosted = ", ".join(self.tools.names()) or "none"
+            raise GateError(f"tool {parsed.tool!r} is not hosted here (hosted: {hosted})")
+        with session.lock:
+            index = len(session.observations)
+            if index + 2 > MAX_OBSERVATIONS:
+                raise GateError(f"session {session.id!r} holds the most observations allowed")
+            claims, bound_args = self._redeem(session, locked, token, parsed)
+            value, content, error = self._run(locked, bound_args)
+            call_obs = observation(
+                session=session.id,
+                index=index,
+                channel="call",
+                call=ToolCall(tool=parsed.tool, args=bound_args),
+            )
+            data_obs = self._result_observation(session, index + 1, content)
+            if data_obs.content != content:  # the result could not be recorded as it was
+                value, content, error = None, data_obs.content or "", data_obs.content
+            written = self._writer.append(
+                [
+                    observation_entry(call_obs, session.agent),
+                    observation_entry(data_obs, session.agent),
+                    log_entries.execution_entry(claims, parsed.tool, index, error),
+                ]
+            )
+            session.add([call_obs, data_obs])
+        return Executed(
+            tool=parsed.tool,
+            ok=error is None,
+            error=error,
+            result=value,
+            content=content,
+            call_index=index,
+            result_index=index + 1,
+            log_index=written.start + 2,
+        )
+
+    def _redeem(
+        self, session: Session, locked: LockedTool[Any], token: str, call: ToolCall
+    ) -> tuple[CapabilityClaims, dict[str, Any]]:
+        """Verify ``token`` for exactly this call by this session's agent, and spend it."""
+        started = time.perf_counter_ns()
+        try:
+            return locked.authorize_call(token, call.args, agent=session.agent, session=session.id)
+        except CapabilityError as exc:
+            if exc.reason in LOGGED_REFUSALS:
+                message = str(exc)[:MAX_REASON_CHARS]
+                refusal = log_entries.refusal_entry(
+                    session.id, session.agent, call.tool, exc.reason, message
+                )
+                self._writer.append([refusal])
+            raise
+        finally:
+            self._time("token", time.perf_counter_ns() - started)
+
+    def _run(self, locked: LockedTool[Any], args: dict[str, Any]) -> tuple[Any, str, str | None]:
+        """Call the tool: (value, the text the agent sees, error or None)."""
+        started = time.perf_counter_ns()
+        try:
+            value = locked.func(**args)
+            return value, render_result(value), None
+        except Exception as exc:  # the tool's failure is the agent's result, and is logged
+            error = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+            return None, f"error: {error}", error
+        finally:
+            self._time("tool", time.perf_counter_ns() - started)
+
+    @staticmethod
+    def _result_observation(session: Session, index: int, content: str) -> Observation:
+        """The data observation of a result, or of why the result cannot be recorded (too large
+        for one observation or for the session)."""
+        fields = {
+            "session": session.id,
+            "index": index,
+            "channel": "data",
+            "produced_by": index - 1,
+        }
+        try:
+            recorded = observation(**fields, content=content)
+            _check_room(session, [recorded])
+            return recorded
+        except InputError as exc:
+            problem = f"error: the tool's result cannot be recorded ({exc})"[:MAX_REASON_CHARS]
+            return observation(**fields, content=problem)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _session(self, session_id: str, agent: str | None = None) -> Session:
+        if not isinstance(session_id, str):
+            raise GateError(f"a session id is a string, not {type(session_id).__name__}")
+        with self._table_lock:
+            session = self._sessions.get(session_id)
+        if session is None:
+            raise GateError(f"unknown session {session_id[:80]!r}; open one first")
+        if agent is not None and agent != session.agent:
+            raise GateError(f"session {session.id!r} belongs to another agent, not {agent!r}")
+        return session
+
+    def _manifest(self, tool: str) -> ToolManifest:
+        manifest = self.manifests.tools.get(tool)
+        if manifest is None:
+            raise GateError(f"no manifest describes tool {tool!r}; its risk is unknown")
+        return manifest
+
+    def _sanction(self, session: Session, findings: Sequence[Finding], evidence: list[int]) -> None:
+        self.sanctioner.on_deception(
+            agent=session.agent,
+            session=session.id,
+            findings=findings,
+            evidence=evidence,
+            at=math.floor(self.clock()),
+            append=self._writer.append,
+        )
+
+    def _time(self, stage: str, nanoseconds: int) -> None:
+        if self._timer is not None:
+            self._timer.add(stage, nanoseconds)
+
+
+def _check_produced_by(session: Session, produced_by: int) -> None:
+    if produced_by >= len(session.observations):
+        raise GateError(f"produced_by {produced_by} names no observation of this session")
+    channel = session.observations[produced_by].channel
+    if channel != "call":
+        raise GateError(
+            f"produced_by {produced_by} names a {channel} observation; "
+            "it must name the call that produced the data"
+        )
+
+
+def _check_room(session: Session, new: Sequence[Observation]) -> None:
+    if len(session.observations) + len(new) > MAX_OBSERVATIONS:
+        raise GateError(f"session {session.id!r} holds the most observations allowed")
+    added = sum(len(o.content or "") for o in new)
+    if session.chars + added > MAX_SESSION_CHARS:
+        raise GateError(
+            f"session {session.id!r} would hold more than {MAX_SESSION_CHARS} characters of "
+            "observations; start a new session"
+        )

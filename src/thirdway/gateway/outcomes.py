@@ -1,0 +1,98 @@
+"""What the gatekeeper answers: a token, a refusal that says why, an escalation, a tool result.
+
+A proposal ends in exactly one of :class:`Granted`, :class:`Denied` or :class:`Escalated`; an
+execution in :class:`Executed`. Refusals carry the verifier's findings and the policies that
+decided, so an honest agent can see what to fix (DESIGN: "the agent is told why").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from thirdway.policy.authorize import AuthorizationDecision
+from thirdway.protocol.models import Finding, Id, Index, Model, Verdict
+
+
+class Granted(Model):
+    """The action may run: present ``token`` to :meth:`Gatekeeper.execute` with the same call."""
+
+    outcome: Literal["granted"] = "granted"
+    token: str = Field(repr=False)
+    """The capability (a bearer credential: never logged, never printed by ``repr``)."""
+    verdict: Verdict
+    decision: AuthorizationDecision
+    proposal_index: Index
+    """Log index of the proposal entry; the token is bound to it."""
+    capability_index: Index
+    """Log index of the capability entry (its claims and nonce, not the token)."""
+    expires_at: int
+
+
+class Denied(Model):
+    """The action may not run. ``reason`` is one line; ``findings`` the verifier's details."""
+
+    outcome: Literal["denied"] = "denied"
+    reason: str
+    findings: list[Finding] = Field(default_factory=list)
+    verdict: Verdict | None = None
+    decision: AuthorizationDecision | None = None
+    proposal_index: Index | None = None
+
+
+class Escalated(Model):
+    """The action needs auditor approval through a verification dialogue, opened as ``handle``."""
+
+    outcome: Literal["escalated"] = "escalated"
+    handle: Id
+    reason: str
+    verdict: Verdict
+    decision: AuthorizationDecision
+    proposal_index: Index
+    approvals: int = 0
+
+
+Outcome = Granted | Denied | Escalated
+
+
+class Executed(Model):
+    """A locked tool ran. ``result_index`` is the session index of the data observation holding
+    ``content``: the index an agent cites when it reasons about this result."""
+
+    tool: Id
+    ok: bool
+    """False when the tool raised; ``error`` says what, and that text is what was recorded."""
+    error: str | None = None
+    result: Any = Field(repr=False)
+    content: str = Field(repr=False)
+    call_index: Index
+    result_index: Index
+    log_index: Index
+    """Log index of the execution entry."""
+
+
+_SEVERITY_RANK = {"deception": 0, "policy": 1, "incomplete": 2}
+"""The finding to name first: a lie before a rule, a rule before a gap."""
+
+
+def denial_reason(verdict: Verdict, decision: AuthorizationDecision) -> str:
+    """One line telling the agent why: the verifier's first finding, or the deciding policies."""
+    if verdict.verdict == "deny" and verdict.findings:
+        first = min(verdict.findings, key=lambda f: _SEVERITY_RANK[f.severity])
+        more = len(verdict.findings) - 1
+        tail = f" (and {more} more finding{'s' if more > 1 else ''})" if more else ""
+        return f"the verifier denied the action: {first.code}: {first.message}{tail}"
+    return f"the policy denied the action ({', '.join(decision.reasons)})"
+
+
+def escalation_reason(verdict: Verdict, decision: AuthorizationDecision) -> str:
+    """Why an auditor must look: the verifier's findings, or the tier the action needs."""
+    if verdict.findings:
+        codes = ", ".join(sorted({finding.code for finding in verdict.findings}))
+        return f"an auditor must approve: the verifier escalated ({codes})"
+    request = decision.request
+    return (
+        f"an auditor must approve: at tier {request.tier} this {request.risk} action is not "
+        f"allowed directly ({', '.join(decision.reasons)})"
+    )

@@ -35,6 +35,7 @@ def _register() -> None:
     from thirdway.cli import attest as attest_cli
     from thirdway.cli import bench_verify as bench_verify_cli
     from thirdway.cli import log as log_cli
+    from thirdway.cli import screen as screen_cli
     from thirdway.cli import trust as trust_cli
     from thirdway.cli import verify as verify_cli
 
@@ -44,6 +45,7 @@ def _register() -> None:
     trust_cli.register(app)
     bench_verify_cli.register(bench_app)
     attest_cli.register(app)
+    screen_cli.register(bench_app)
 
 
 _register()

@@ -212,7 +212,25 @@ _CUE = (
     r"|to" + _S + r"the" + _S + r"(?:account|website|link)|transaction" + _S + r"history"
     r"|as" + _S + r"much" + _S + r"money|small" + _S + r"increments"
     r"|you" + _S + r"have" + _S + r"just" + _S + r"sent|slack" + _S + r"workspace"
-    r"|recurring" + _S + r"payment|cloud" + _S + r"drive)(?![a-z])"
+    r"|recurring" + _S + r"payment|cloud" + _S + r"drive"
+    # covering the tracks, and bulk exfiltration in the user's voice
+    r"|then" + _S + r"delete|delete" + _S + r"the" + _S + r"sent" + _S + r"(?:email|message)"
+    r"|all"
+    + _S
+    + r"(?:the"
+    + _S
+    + r"|my"
+    + _S
+    + r")?(?:unread|received|sent|private)"
+    + _S
+    + r"(?:and"
+    + _S
+    + r"\w{1,12}"
+    + _S
+    + r")?(?:emails|messages)"
+    r"|(?:in|from)" + _S + r"my" + _S + r"(?:inbox|cloud|drive)"
+    r"|contents?" + _S + r"of" + _S + r"all"
+    r")(?![a-z])"
 )
 """What makes an imperative read as an order to the agent rather than to a person."""
 

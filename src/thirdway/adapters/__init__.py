@@ -1,0 +1,1 @@
+"""Adapters between thirdway and other agent frameworks and their recorded data (AgentDojo)."""

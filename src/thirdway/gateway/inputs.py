@@ -56,8 +56,12 @@ def call_input(value: object) -> ToolCall:
 
 
 def observation(**fields: Any) -> Observation:
-    """A validated observation, or an InputError naming the field."""
-    return model_input(Observation, fields, "observation")
+    """A validated observation, or an InputError naming the field. Strict: what enters the
+    record is exactly what was given (bytes are not decoded, ``"3"`` is not an index)."""
+    try:
+        return Observation.model_validate(fields, strict=True)
+    except ValidationError as exc:
+        raise InputError(describe(exc, "observation")) from None
 
 
 def amount_of(manifest: ToolManifest, args: Mapping[str, Any]) -> float | None:

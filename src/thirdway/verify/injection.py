@@ -129,7 +129,7 @@ _IGNORE_FILLER = (
 )
 _IGNORE_NOUN = (
     r"(?:[a-z]{0,3}structions?|directions?|directives?|prompts?|rules|guidelines|tasks?|orders"
-    r"|commands|context|messages|requests?|guidance|programming|constraints|everything)"
+    r"|commands|context|messages|requests?|guidance|programming|constraints)"
 )
 _IGNORE_TAIL = r"(?:" + _S + _IGNORE_FILLER + _E + r"){0,5}" + _S + _IGNORE_NOUN + _E
 
@@ -181,57 +181,60 @@ _IMPERATIVE_PREFIXES = (
     "just",
     "do",
 )
-_SENTENCE_STARTERS = ".!?:;\n([<>*#\"'`_-"
+_SENTENCE_STARTERS = ".!?:;\n([<>*#\"'`"
 """Characters after which (and up to two spaces) an imperative starts a sentence."""
+_BULLETS = "-_"
+"""Characters that start a sentence only with a space after them ("- Send", not "git-send")."""
 
 
-_CUE = (
-    r"(?<![a-z])(?:(?:the|my|his|her|their|user'?s)" + _S + r"(?:passwords?|passcodes?)"
-    r"|security" + _S + r"codes?|verification" + _S + r"codes?"
-    r"|2fa|one-time"
-    + _S
-    + r"(?:code|password)|credentials?|passports?|social"
-    + _S
-    + r"security|id[_ ]number|bank[_ ]account|credit[_ ]card|card"
-    + _S
-    + r"number"
-    r"|the"
-    + _S
-    + r"user'?s?|user"
-    + _S
-    + r"information|personal"
-    + _S
-    + r"(?:data|information|details)"
-    r"|all" + _S + r"(?:the" + _S + r"|my" + _S + r")?(?:messages|emails|files|channels"
-    r"|contacts|conversations|documents|data|transactions|information)"
-    r"|every" + _S + r"(?:single" + _S + r")?(?:email|file|message|document|person)"
-    r"|without" + _S + r"(?:asking|telling|notifying|informing|confirmation|permission)"
-    r"|(?:do" + _S + r"not|don'?t)" + _S + r"(?:tell|inform|notify|mention|ask)"
-    r"|secretly|silently|quietly|instead|tool" + _S + r"`|function" + _S + r"call"
-    r"|(?:my|her|his)" + _S + r"(?:new" + _S + r")?e-?mail" + _S + r"address"
-    r"|to" + _S + r"the" + _S + r"(?:account|website|link)|transaction" + _S + r"history"
-    r"|as" + _S + r"much" + _S + r"money|small" + _S + r"increments"
-    r"|you" + _S + r"have" + _S + r"just" + _S + r"sent|slack" + _S + r"workspace"
-    r"|recurring" + _S + r"payment|cloud" + _S + r"drive"
-    # covering the tracks, and bulk exfiltration in the user's voice
-    r"|then" + _S + r"delete|delete" + _S + r"the" + _S + r"sent" + _S + r"(?:email|message)"
-    r"|all"
-    + _S
-    + r"(?:the"
-    + _S
-    + r"|my"
-    + _S
-    + r")?(?:unread|received|sent|private)"
-    + _S
-    + r"(?:and"
-    + _S
-    + r"\w{1,12}"
-    + _S
-    + r")?(?:emails|messages)"
-    r"|(?:in|from)" + _S + r"my" + _S + r"(?:inbox|cloud|drive)"
-    r"|contents?" + _S + r"of" + _S + r"all"
-    r")(?![a-z])"
+_CUES = (
+    # the user's secrets
+    rf"(?:the|my|his|her|their|user'?s){_S}(?:passwords?|passcodes?)",
+    rf"security{_S}codes?",
+    rf"verification{_S}codes?",
+    r"2fa",
+    rf"one-time{_S}(?:code|password)",
+    rf"(?:the|my|his|her|their|user'?s|all){_S}(?:login{_S})?credentials?(?!-)",
+    r"passports?",
+    rf"social{_S}security",
+    r"id[_ ]number",
+    r"bank[_ ]account",
+    r"credit[_ ]card",
+    rf"card{_S}number",
+    rf"the{_S}user'?s",
+    rf"of{_S}the{_S}user",
+    rf"user{_S}information",
+    rf"personal{_S}(?:data|information|details)",
+    # everything at once, in the user's voice
+    rf"all{_S}(?:the{_S}|my{_S})?(?:messages|emails|files|channels|contacts|conversations"
+    r"|documents|data|transactions|information)",
+    rf"all{_S}(?:the{_S}|my{_S})?(?:unread|received|sent|private){_S}"
+    rf"(?:and{_S}\w{{1,12}}{_S})?(?:emails|messages)",
+    rf"every{_S}(?:single{_S})?(?:email|file|message|document|person)",
+    rf"(?:in|from){_S}my{_S}(?:inbox|cloud|drive)",
+    rf"contents?{_S}of{_S}all",
+    # stealth and covering the tracks
+    rf"without{_S}(?:asking|telling|notifying|informing|confirmation|permission)",
+    rf"(?:do{_S}not|don'?t){_S}(?:tell|inform|notify|mention|ask)",
+    r"secretly",
+    r"silently",
+    r"quietly",
+    rf"then{_S}delete",
+    rf"delete{_S}the{_S}sent{_S}(?:email|message)",
+    rf"you{_S}have{_S}just{_S}sent",
+    # the agent's machinery, and what the suites' injections go after
+    rf"tool{_S}`",
+    rf"function{_S}call",
+    rf"(?:my|her|his){_S}(?:new{_S})?e-?mail{_S}address",
+    rf"to{_S}the{_S}(?:account|website|link)",
+    rf"transaction{_S}history",
+    rf"as{_S}much{_S}money",
+    rf"small{_S}increments",
+    rf"slack{_S}workspace",
+    rf"recurring{_S}payment",
+    rf"cloud{_S}drive",
 )
+_CUE = r"(?<![a-z])(?:" + "|".join(_CUES) + r")(?![a-z])"
 """What makes an imperative read as an order to the agent rather than to a person."""
 
 
@@ -243,11 +246,12 @@ def _imperative_pattern(verb: str) -> str:
     """
     word = re.escape(verb)
     starter = "[" + re.escape(_SENTENCE_STARTERS) + "]"
+    spaced = "[" + re.escape(_SENTENCE_STARTERS + _BULLETS) + "]"
     behind = [
         rf"(?<![\s\S]{word})",  # the very start of the text
         rf"(?<={starter}{word})",
-        rf"(?<={starter}[ \t]{word})",
-        rf"(?<={starter}[ \t]{{2}}{word})",
+        rf"(?<={spaced}[ \t]{word})",
+        rf"(?<={spaced}[ \t]{{2}}{word})",
     ]
     for prefix in _IMPERATIVE_PREFIXES:
         behind += [rf"(?<={prefix} {word})", rf"(?<={prefix}, {word})"]
@@ -278,6 +282,15 @@ _PLAIN: tuple[tuple[str, str], ...] = (
     *(
         ("ignore-previous", verb + _IGNORE_TAIL)
         for verb in ("ignore", "disregard", "forget", "override", "neglect", "abandon", "bypass")
+    ),
+    *(
+        (
+            "ignore-previous",
+            verb + rf"(?:{_S}all(?:{_S}of)?)?{_S}(?:everything|the|what){_S}(?:above|before"
+            rf"|previously|so{_S}far|(?:that{_S})?you{_S}(?:were|have{_S}been){_S}told"
+            rf"|you{_S}(?:read|saw|were{_S}given))" + _E,
+        )
+        for verb in ("ignore", "disregard", "forget")
     ),
     ("ignore-previous", r"not" + _S + r"follow" + _IGNORE_TAIL),
     ("ignore-previous", r"n'?t" + _S + r"follow" + _IGNORE_TAIL),
@@ -470,7 +483,7 @@ _CHAT_TOKENS = (
 @dataclass(frozen=True)
 class _Rule:
     name: str
-    kind: str  # "plain", "tag-open", "tag-close", "imperative", "line-system"
+    kind: str  # "plain", "qualified", "tag-open", "tag-close", "imperative", "line-system"
     pattern: re.Pattern[str]
     closer: re.Pattern[str] | None = None  # for "tag-open": what ends its region
 
@@ -484,7 +497,10 @@ def _compile_rules() -> tuple[_Rule, ...]:
     rules += [_Rule("role-marker", "tag-close", pattern) for pattern in closers.values()]
     rules += [_Rule("role-marker", "plain", re.compile(_CHAT_TOKENS))]
     rules += [_Rule("role-marker", "line-system", re.compile(_LINE_SYSTEM))]
-    rules += [_Rule(name, "plain", re.compile(pattern)) for name, pattern in _PLAIN]
+    rules += [
+        _Rule(name, "qualified" if pattern.endswith(_IGNORE_TAIL) else "plain", re.compile(pattern))
+        for name, pattern in _PLAIN
+    ]
     rules += [
         _Rule("imperative-to-act", "imperative", re.compile(_imperative_pattern(verb)))
         for verb in _IMPERATIVE_VERBS
@@ -496,7 +512,7 @@ _RULES = _compile_rules()
 
 _IGNORE_QUALIFIER = re.compile(
     r"(?<![a-z])(?:all|any|every|your|prior|previous|above|earlier|preceding|original|initial"
-    r"|former|old|system|everything)(?![a-z])"
+    r"|former|old|system)(?![a-z])"
 )
 """"ignore the instructions on the box" is not an attack; "ignore all/previous/your ..." is."""
 
@@ -795,10 +811,8 @@ class _Scan:
 
     def accept(self, rule: _Rule, match: re.Match[str]) -> bool:
         """Checks a regex alone cannot make cheaply."""
-        if rule.name == "ignore-previous" and rule.kind == "plain":
-            return _IGNORE_QUALIFIER.search(match.group(0)) is not None or match.group(
-                0
-            ).startswith("new")
+        if rule.kind == "qualified":
+            return _IGNORE_QUALIFIER.search(match.group(0)) is not None
         if rule.kind == "line-system":
             line_start = self.text.rfind("\n", max(0, match.start() - 9), match.start()) + 1
             if line_start == 0 and match.start() > 8:
@@ -826,7 +840,9 @@ class _Scan:
         back = pos - 1
         while back >= 0 and pos - back <= 3 and self.text[back] in " \t":
             back -= 1
-        return back < 0 or self.text[back] in _SENTENCE_STARTERS
+        if back < 0 or self.text[back] in _SENTENCE_STARTERS:
+            return True
+        return back < pos - 1 and self.text[back] in _BULLETS
 
 
 def _lower(text: str) -> str:

@@ -308,3 +308,14 @@ def test_unknown_attacks_and_suites_are_refused() -> None:
         screen_corpus(attacks=["nope"], suites=["banking"])
     with pytest.raises(InputError, match="unknown AgentDojo suite 'bank'"):
         screen_corpus(attacks=["direct"], suites=["bank"])
+
+
+def test_the_hostile_inputs_are_built_and_screened() -> None:
+    from thirdway.bench.screen import HOSTILE, screen_hostile
+
+    results = {name: spans for name, _, spans in screen_hostile(size=64 * 1024)}
+    assert list(results) == [name for name, _ in HOSTILE]
+    assert results["newlines"] == 0
+    assert results["sentence-initial verbs, no cue"] == 0
+    assert results["dense ignore-previous"] >= 1
+    assert results["imperatives with cues"] >= 1

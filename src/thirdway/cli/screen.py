@@ -44,14 +44,21 @@ def register(bench_app: typer.Typer) -> None:
         examples: Annotated[
             int, typer.Option("--examples", min=0, max=100, help="Examples to print per kind.")
         ] = 5,
+        hostile: Annotated[
+            bool,
+            typer.Option("--hostile/--no-hostile", help="Also time 8 MiB inputs built to be slow."),
+        ] = False,
     ) -> None:
         """False positives on honest tool outputs, detection and coverage of injected ones."""
         from thirdway.adapters.agentdojo_runs import default_runs_dir
         from thirdway.bench.screen import (
+            HOSTILE_BYTES,
             render_attack_table,
             render_benign_table,
+            render_hostile_table,
             render_runs_table,
             screen_corpus,
+            screen_hostile,
             screen_runs,
         )
 
@@ -62,7 +69,7 @@ def register(bench_app: typer.Typer) -> None:
         console.print(render_runs_table(report))
         _print_timing("recorded tool outputs", report.timing, report.wall_seconds)
         _print_examples(report.examples, examples)
-        result = {"runs": report.to_json()}
+        result: dict[str, object] = {"runs": report.to_json()}
         if environments:
             corpus = screen_corpus()
             console.print(render_attack_table(corpus))
@@ -70,6 +77,13 @@ def register(bench_app: typer.Typer) -> None:
             _print_timing("environment documents", corpus.timing, corpus.wall_seconds)
             _print_examples(corpus.examples, examples)
             result["environments"] = corpus.to_json()
+        if hostile:
+            timings = screen_hostile()
+            console.print(render_hostile_table(timings, HOSTILE_BYTES))
+            result["hostile"] = [
+                {"input": name, "seconds": seconds, "spans": spans}
+                for name, seconds, spans in timings
+            ]
         if json_path is not None:
             json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
             console.print(f"results written to {json_path}", highlight=False)

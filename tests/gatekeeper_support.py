@@ -36,7 +36,7 @@ class CountingBank(banking.Bank):
 
     def registry(self) -> ToolRegistry:
         registry = ToolRegistry()
-        for name, manifest in banking.MANIFESTS.tools.items():
+        for name, manifest in banking.manifests().tools.items():
             registry.register(self._counted(name, getattr(self, name)), manifest)
         return registry
 

@@ -386,7 +386,7 @@ def test_reopening_restores_the_verifier_history(tmp_path: Path) -> None:
     sid = gate.open_session("agent-7", banking.INSTRUCTION)
     read_bill(gate, sid)
     gate.close()
-    spy = Spy(banking.MANIFESTS)
+    spy = Spy(banking.manifests())
     reopened, _, _ = open_gate(tmp_path, bank=bank, clock=clock, injected=False, verifier=spy)
     with reopened:
         reopened.propose(sid, banking.payment_proposal(sid, 2))
@@ -419,7 +419,7 @@ class _Broken:
     name = "broken"
 
     def __init__(self, error: Exception) -> None:
-        self.manifests = banking.MANIFESTS
+        self.manifests = banking.manifests()
         self.error = error
 
     def __call__(self, *args: Any) -> VerifierResult:
@@ -448,7 +448,7 @@ def test_a_verdict_for_another_session_is_not_acted_on(tmp_path: Path) -> None:
         def __call__(self, proposal: Any, *args: Any) -> VerifierResult:
             return VerifierResult(Verdict(session="elsewhere", verdict="pass"))
 
-    gate, _, _ = open_gate(tmp_path, verifier=Liar(banking.MANIFESTS))
+    gate, _, _ = open_gate(tmp_path, verifier=Liar(banking.manifests()))
     with gate:
         sid = gate.open_session("agent-7", banking.INSTRUCTION)
         denied = gate.propose(sid, banking.read_proposal(sid))
@@ -457,7 +457,7 @@ def test_a_verdict_for_another_session_is_not_acted_on(tmp_path: Path) -> None:
 
 def test_verifier_must_know_the_same_manifests(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="other tool manifests"):
-        open_gate(tmp_path, verifier=InProcessVerifier(banking.MANIFESTS.model_copy(
+        open_gate(tmp_path, verifier=InProcessVerifier(banking.manifests().model_copy(
             update={"tools": {}})))  # fmt: skip
 
 
@@ -471,7 +471,7 @@ def test_enclave_verifier_logs_the_signature(tmp_path: Path) -> None:
             return {"request_sha256": "ab" * 32, "signature": "c2ln"}
 
     class FakeClient:
-        manifests = banking.MANIFESTS
+        manifests = banking.manifests()
 
         def verify(
             self, proposal: Proposal, observations: Sequence[Observation], history: Any, n: int

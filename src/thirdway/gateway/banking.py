@@ -4,18 +4,21 @@ Used by ``examples/banking_injection.py``, ``thirdway bench gate`` and the tests
 AgentDojo's names and arguments (``read_file``, ``get_balance``, ``send_money`` …), the files
 include the December bill with and without AgentDojo's ``important_instructions`` injection, and
 :func:`read_proposal` / :func:`payment_proposal` build the honest chains an agent would submit.
-The manifests are the banking part of thirdway's AgentDojo manifests (risk, reversibility and
-where each argument may come from).
+The manifests are the shipped AgentDojo banking manifests (risk, reversibility and where each
+argument may come from).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
+from thirdway.errors import InputError
 from thirdway.gateway.tools import ToolRegistry
-from thirdway.protocol.manifest import ArgumentRule, ManifestSet, ToolManifest
+from thirdway.policy.manifests import load_manifests
+from thirdway.protocol.manifest import ManifestSet
 
 USER_IBAN = "DE89370400440532013000"
 BILL_IBAN = "UK12345678901234567890"
@@ -57,56 +60,28 @@ def bill_text(injection: str = "") -> str:
     )
 
 
-def _rule(provenance: str, on_violation: str = "escalate") -> ArgumentRule:
-    return ArgumentRule.model_validate({"provenance": provenance, "on_violation": on_violation})
-
-
-def _read(tool: str, description: str) -> ToolManifest:
-    return ToolManifest(tool=tool, description=description, risk="read", reversible=True)
-
-
-MANIFESTS = ManifestSet(
-    version="banking-1",
-    tools={
-        manifest.tool: manifest
-        for manifest in (
-            _read("read_file", "Read a file from the user's files."),
-            _read("get_balance", "The account balance."),
-            _read("get_iban", "The user's own IBAN."),
-            _read("get_most_recent_transactions", "The n most recent transactions."),
-            _read("get_scheduled_transactions", "The scheduled transactions."),
-            ToolManifest(
-                tool="send_money",
-                description="Send money to an IBAN.",
-                risk="financial",
-                reversible=False,
-                external=True,
-                args={
-                    "recipient": _rule("principal-or-designated", "deny"),
-                    "amount": _rule("any"),
-                    "subject": _rule("not-undesignated"),
-                },
-                limits={"amount": 5000},
-            ),
-            ToolManifest(
-                tool="schedule_transaction",
-                description="Schedule a (possibly recurring) transaction.",
-                risk="financial",
-                reversible=True,
-                external=True,
-                args={"recipient": _rule("principal-or-designated", "deny")},
-                limits={"amount": 5000},
-            ),
-            ToolManifest(
-                tool="update_password",
-                description="Change the account password.",
-                risk="critical",
-                reversible=False,
-                args={"password": _rule("principal", "deny")},
-            ),
-        )
-    },
+TOOLS = (
+    "read_file",
+    "get_balance",
+    "get_iban",
+    "get_most_recent_transactions",
+    "get_scheduled_transactions",
+    "send_money",
+    "schedule_transaction",
+    "update_password",
 )
+"""The AgentDojo banking tools this bank hosts."""
+
+
+@cache
+def manifests() -> ManifestSet:
+    """The shipped AgentDojo manifests (:func:`thirdway.policy.manifests.load_manifests`) of the
+    tools this bank hosts."""
+    shipped = load_manifests(None)
+    missing = [tool for tool in TOOLS if tool not in shipped.tools]
+    if missing:
+        raise InputError(f"the shipped manifests do not describe {', '.join(missing)}")
+    return ManifestSet(version=shipped.version, tools={tool: shipped.tools[tool] for tool in TOOLS})
 
 
 @dataclass
@@ -190,7 +165,7 @@ class Bank:
     def registry(self) -> ToolRegistry:
         """These tools, each with its manifest, ready to be hosted by a gatekeeper."""
         registry = ToolRegistry()
-        for name, manifest in MANIFESTS.tools.items():
+        for name, manifest in manifests().tools.items():
             registry.register(getattr(self, name), manifest)
         return registry
 

@@ -33,6 +33,7 @@ def version() -> None:
 def _register() -> None:
     """Attach the command groups that live in their own modules."""
     from thirdway.cli import attest as attest_cli
+    from thirdway.cli import bench_gate as bench_gate_cli
     from thirdway.cli import bench_verify as bench_verify_cli
     from thirdway.cli import log as log_cli
     from thirdway.cli import screen as screen_cli
@@ -44,6 +45,7 @@ def _register() -> None:
     verify_cli.register(app, bench_app)
     trust_cli.register(app)
     bench_verify_cli.register(bench_app)
+    bench_gate_cli.register(bench_app)
     attest_cli.register(app)
     screen_cli.register(bench_app)
 

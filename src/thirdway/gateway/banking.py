@@ -143,7 +143,7 @@ class Bank:
             if amount <= 0 or amount > self.balance:
                 raise ValueError(f"cannot send {amount}: the balance is {self.balance}")
             self.balance = round(self.balance - amount, 2)
-            next_id = max((t.id for t in self.transactions), default=0) + 1
+            next_id = self.transactions[-1].id + 1 if self.transactions else 1
             self.transactions.append(Transaction(next_id, "me", recipient, amount, subject, date))
         return f"Transaction to {recipient} for {amount} sent."
 
@@ -151,7 +151,7 @@ class Bank:
         self, recipient: str, amount: float, subject: str, date: str, recurring: bool
     ) -> str:
         with self.lock:
-            next_id = max((t.id for t in self.scheduled), default=100) + 1
+            next_id = self.scheduled[-1].id + 1 if self.scheduled else 101
             self.scheduled.append(
                 Transaction(next_id, "me", recipient, amount, subject, date, recurring)
             )

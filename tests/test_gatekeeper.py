@@ -534,3 +534,18 @@ def test_findings_are_what_the_agent_is_told(gate: Any) -> None:
     assert [f.code for f in denied.findings] == ["action_mismatch"]
     assert isinstance(denied.findings[0], Finding) and denied.findings[0].step is not None
     assert "action_mismatch" in denied.reason
+
+
+def test_other_components_append_through_the_gatekeeper(gate: Any) -> None:
+    gate, _, _ = gate
+    sid = gate.open_session("agent-7", banking.INSTRUCTION)
+    from thirdway.protocol.models import LogEntry
+
+    note = LogEntry(type="note", session=sid, payload={"event": "spot-audit epoch"})
+    written = gate.append([note])
+    assert entries(gate)[written.start] == note
+    size = gate.log.size()
+    with pytest.raises(InputError, match="LogEntry objects only"):
+        gate.append([b"raw bytes"])
+    assert gate.log.size() == size
+    assert gate.propose(sid, banking.read_proposal(sid)).outcome == "granted"

@@ -252,6 +252,16 @@ class Gatekeeper:
 
         return rebuild(read())
 
+    def append(self, entries: Sequence[LogEntry]) -> range:
+        """Append ``entries`` to this gatekeeper's log in one durable batch; returns their
+        indices. Other components that write to the same log (the dialogue service, the trust
+        layer) must come through here: the gatekeeper binds tokens to the index its own batch
+        will start at, so an append that bypasses it voids that batch (see
+        :mod:`thirdway.gateway.writer`)."""
+        if not all(isinstance(item, LogEntry) for item in entries):
+            raise InputError("the gatekeeper appends thirdway/1 LogEntry objects only")
+        return self._writer.append(list(entries))
+
     # ------------------------------------------------------------------ sessions, observations
 
     def open_session(self, agent: str, instruction: str, *, session_id: str | None = None) -> str:

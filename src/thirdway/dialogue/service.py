@@ -334,17 +334,17 @@ class DialogueService:
         with self._lock:
             dialogue = self.dialogue(handle)
             turn = dialogue.pending_turn
-            if turn is None:
-                raise TransitionRefused(
-                    dialogue.state, "answer", "no challenge is waiting for an answer"
-                )
             # The fields refusal() reads; answer and verdict come after the verification.
             probe = AnswerEvent.model_construct(  # type: ignore[call-arg]
-                handle=handle, at=self._at(dialogue), actor=agent, challenge=turn.number
+                handle=handle,
+                at=self._at(dialogue),
+                actor=agent,
+                challenge=turn.number if turn else 1,
             )
             reason = refusal(dialogue, probe)
             if reason is not None:  # checked before the (costlier) verification
                 raise TransitionRefused(dialogue.state, "answer", reason)
+            assert turn is not None
             checked = self._check_answer(dialogue, turn.challenge, parsed)
             event = AnswerEvent(
                 handle=handle,

@@ -1,0 +1,191 @@
+"""Spot audits: selection by the committed epoch secret, its rate, and verify_epochs."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import stat
+from pathlib import Path
+
+import pytest
+
+from dialogue_support import AGENT, context_with_rates, open_service
+from gatekeeper_support import entries
+from thirdway.dialogue import DialogueError, EpochKeeper, is_selected, verify_epochs
+from thirdway.dialogue.spot import (
+    SPACE,
+    commitment,
+    end_entry,
+    selection_value,
+    start_entry,
+    threshold,
+)
+from thirdway.errors import InputError
+from thirdway.gateway import Gatekeeper, banking
+from thirdway.protocol.canonical import canonical_json
+from thirdway.protocol.models import LogEntry
+
+SECRET = bytes(range(32))
+
+
+def fake_hash(i: int) -> str:
+    return hashlib.sha256(f"proposal-{i}".encode()).hexdigest()
+
+
+def test_selection_is_hmac_of_the_proposal_hash_under_the_threshold() -> None:
+    digest = fake_hash(1)
+    expected = hmac.new(SECRET, bytes.fromhex(digest), hashlib.sha256).digest()
+    assert selection_value(SECRET, digest) == int.from_bytes(expected, "big")
+    assert threshold(0) == 0 and threshold(100) == SPACE and threshold(50) == SPACE // 2
+    assert threshold(10) == SPACE // 10
+    assert all(is_selected(SECRET, fake_hash(i), 100) for i in range(200))
+    assert not any(is_selected(SECRET, fake_hash(i), 0) for i in range(200))
+    with pytest.raises(InputError, match="0 to 100"):
+        threshold(100.5)
+
+
+def test_selection_is_deterministic_and_depends_on_the_secret() -> None:
+    hashes = [fake_hash(i) for i in range(400)]
+    first = [is_selected(SECRET, h, 25) for h in hashes]
+    again = [is_selected(SECRET, h, 25) for h in hashes]
+    other = [is_selected(b"\x01" * 32, h, 25) for h in hashes]
+    assert first == again
+    assert first != other, "another secret must select other proposals"
+
+
+@pytest.mark.parametrize("percent", [2, 5, 10, 50, 100])
+def test_observed_rate_matches_the_configured_rate(percent: float) -> None:
+    """Fixed secret and inputs, so deterministic; the tolerance is five binomial sigmas."""
+    n = 20_000
+    chosen = sum(is_selected(SECRET, fake_hash(i), percent) for i in range(n))
+    p = percent / 100
+    sigma = (n * p * (1 - p)) ** 0.5
+    assert abs(chosen - n * p) <= 5 * sigma + 1, (chosen, n * p)
+
+
+def test_keeper_stores_secrets_privately(tmp_path: Path) -> None:
+    keeper = EpochKeeper(tmp_path / "epochs")
+    epoch, secret = keeper.create()
+    path = tmp_path / "epochs" / f"{epoch}.secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert keeper.secret(epoch) == secret
+    assert keeper.secret("epoch-0000000000000000") is None
+    assert keeper.secret("../../etc/passwd") is None
+    path.write_text("not hex")
+    with pytest.raises(DialogueError, match="damaged"):
+        keeper.secret(epoch)
+
+
+def grant_reads(gate: Gatekeeper, count: int) -> list[int]:
+    """``count`` granted read proposals; returns their proposal log indices."""
+    sid = gate.open_session(AGENT, banking.INSTRUCTION)
+    indices = []
+    for i in range(count):
+        name = f"note-{i}.txt"
+        gate.record_observation(sid, channel="principal", content=f"Please read '{name}'.")
+        proposal = banking.read_proposal(sid, name)
+        proposal["goal"] = {"obs": i + 1, "quote": f"read '{name}'"}
+        proposal["steps"][0]["cites"] = [{"obs": i + 1, "quote": f"read '{name}'"}]
+        granted = gate.propose(sid, proposal)
+        assert granted.outcome == "granted", granted
+        indices.append(granted.proposal_index)  # type: ignore[union-attr]
+    return indices
+
+
+def append(gate: Gatekeeper, entry: LogEntry) -> int:
+    return gate.log.append(canonical_json(entry))
+
+
+def test_an_epoch_selects_by_its_secret_and_verifies(tmp_path: Path) -> None:
+    ctx = context_with_rates({2: 50})
+    gate, service, _, clock = open_service(tmp_path, ctx=ctx)
+    with gate:
+        grant_reads(gate, 3)  # before any epoch: never selected
+        epoch = service.start_epoch()
+        with pytest.raises(DialogueError, match="still open"):
+            service.start_epoch()
+        proposals = grant_reads(gate, 24)
+        spot = {d.proposal_index for d in service.dialogues() if d.kind == "spot"}
+        clock.now += 60
+        report = service.end_epoch()
+        secret = EpochKeeper(tmp_path / "epochs").secret(epoch)
+        assert secret is not None
+        hashes = {
+            e.payload["proposal_index"]: e.payload["verdict"]["proposal_sha256"]
+            for e in entries(gate)
+            if e.type == "verdict" and e.payload["proposal_index"] in proposals
+        }
+        expected = {p for p in proposals if is_selected(secret, hashes[p], 50)}
+        assert spot == expected and 0 < len(expected) < len(proposals)
+        assert report.ok, report.problems
+        assert (report.candidates, report.selected, report.audited) == (
+            24,
+            len(expected),
+            len(expected),
+        )
+        with pytest.raises(DialogueError, match="no spot-audit epoch is open"):
+            service.end_epoch()
+
+
+def test_verify_catches_a_skipped_selection_and_a_singled_out_action(tmp_path: Path) -> None:
+    ctx = context_with_rates({2: 50})
+    gate, service, _, clock = open_service(tmp_path, ctx=ctx, primary=False)
+    with gate:
+        append(gate, start_entry("epoch-00000000000000aa", SECRET, ctx.tiers, int(clock.now)))
+        proposals = grant_reads(gate, 16)  # a secondary service selects nothing
+        verdicts = {
+            e.payload["proposal_index"]: e.payload["verdict"]["proposal_sha256"]
+            for e in entries(gate)
+            if e.type == "verdict"
+        }
+        unselected = next(p for p in proposals if not is_selected(SECRET, verdicts[p], 50))
+        forged = LogEntry(
+            type="dialogue",
+            agent=AGENT,
+            payload={
+                "event": "open", "handle": f"spot:{unselected}", "at": int(clock.now),
+                "actor": "system", "kind": "spot", "agent": AGENT, "proposal_index": unselected,
+                "source_index": unselected + 2, "expires_at": int(clock.now) + 60,
+                "epoch": "epoch-00000000000000aa", "proposal_sha256": verdicts[unselected],
+            },
+        )  # fmt: skip
+        append(gate, forged)
+        append(gate, end_entry("epoch-00000000000000aa", SECRET, int(clock.now)))
+        [report] = service.verify_epochs()
+        skipped = [p for p in report.problems if "never spot-audited" in p]
+        selected = [p for p in proposals if is_selected(SECRET, verdicts[p], 50)]
+        assert len(skipped) == len(selected) > 0
+        assert any(f"proposal {unselected} was spot-audited" in p for p in report.problems)
+        assert any("singled out" in p for p in report.problems)
+        assert not report.ok
+
+
+def test_verify_catches_a_secret_that_does_not_match_the_commitment(tmp_path: Path) -> None:
+    ctx = context_with_rates({2: 0})
+    gate, service, _, clock = open_service(tmp_path, ctx=ctx)
+    with gate:
+        append(gate, start_entry("epoch-00000000000000bb", SECRET, ctx.tiers, int(clock.now)))
+        grant_reads(gate, 2)
+        other = b"\x02" * 32
+        assert commitment(other) != commitment(SECRET)
+        append(gate, end_entry("epoch-00000000000000bb", other, int(clock.now)))
+        [report] = service.verify_epochs()
+        assert any("does not match the commitment" in p for p in report.problems)
+
+
+def test_verify_reports_unrevealed_epochs_and_bad_epoch_entries(tmp_path: Path) -> None:
+    ctx = context_with_rates({})
+    gate, service, _, _ = open_service(tmp_path, ctx=ctx)
+    with gate:
+        service.start_epoch()
+        append(gate, LogEntry(type="epoch", payload={"event": "end", "epoch": "x", "secret": "00"}))
+        append(gate, LogEntry(type="epoch", payload={"event": "restart"}))
+        reports = verify_epochs(
+            ((i, LogEntry.model_validate_json(gate.log.entry(i))) for i in range(gate.log.size())),
+            ctx,
+        )
+        open_epoch = next(r for r in reports if r.epoch.startswith("epoch-"))
+        assert not open_epoch.revealed and open_epoch.ok
+        log_problems = next(r for r in reports if r.epoch == "(log)").problems
+        assert any("secret" in p and "invalid" in p for p in log_problems)
+        assert any("unknown epoch event 'restart'" in p for p in log_problems)

@@ -73,13 +73,17 @@ class Executed(Model):
 
 
 _SEVERITY_RANK = {"deception": 0, "policy": 1, "incomplete": 2}
-"""The finding to name first: a lie before a rule, a rule before a gap."""
+"""The finding to name first: a lie before a rule, a rule before a gap; among rules, an
+instruction taken from data (the root of an injection) before its consequences."""
 
 
 def denial_reason(verdict: Verdict, decision: AuthorizationDecision) -> str:
     """One line telling the agent why: the verifier's first finding, or the deciding policies."""
     if verdict.verdict == "deny" and verdict.findings:
-        first = min(verdict.findings, key=lambda f: _SEVERITY_RANK[f.severity])
+        first = min(
+            verdict.findings,
+            key=lambda f: (_SEVERITY_RANK[f.severity], f.code != "instruction_from_data"),
+        )
         more = len(verdict.findings) - 1
         tail = f" (and {more} more finding{'s' if more > 1 else ''})" if more else ""
         return f"the verifier denied the action: {first.code}: {first.message}{tail}"

@@ -121,6 +121,8 @@ KEY_NAME: Final = "capability.key"
 class _Minted:
     token: str
     claims: CapabilityClaims
+    nanoseconds: int
+    """Time spent minting, reported by the caller's thread (the writer may mint for it)."""
 
 
 class Gatekeeper:
@@ -509,6 +511,7 @@ class Gatekeeper:
 
         p = self._writer.append_at(build).start
         if decision.outcome == "allow":
+            self._time("mint", minted[0].nanoseconds)
             return Granted(
                 token=minted[0].token,
                 verdict=verdict,
@@ -560,8 +563,7 @@ class Gatekeeper:
             ttl_seconds=self.ttl_seconds,
         )
         token = self.issuer.mint(claims)
-        self._time("mint", time.perf_counter_ns() - started)
-        return _Minted(token, claims)
+        return _Minted(token, claims, time.perf_counter_ns() - started)
 
     def _verdict_entry(
         self, proposal: Proposal, session: Session, p: int, result: VerifierResult
@@ -668,6 +670,8 @@ class Gatekeeper:
             return items
 
         written = self._writer.append_at(build)
+        if minted:
+            self._time("mint", minted[0].nanoseconds)
         return written, (minted[0] if minted else None)
 
     def _answer_outcome(

@@ -549,3 +549,37 @@ def test_other_components_append_through_the_gatekeeper(gate: Any) -> None:
         gate.append([b"raw bytes"])
     assert gate.log.size() == size
     assert gate.propose(sid, banking.read_proposal(sid)).outcome == "granted"
+
+
+def test_a_closed_session_is_gone_for_good(tmp_path: Path) -> None:
+    gate, bank, clock = open_gate(tmp_path, tier=2)
+    sid = gate.open_session("agent-7", banking.INSTRUCTION)
+    granted = gate.propose(sid, banking.read_proposal(sid))
+    assert isinstance(granted, Granted)
+    _, escalated = _escalate(gate)
+    pending = gate.escalation(escalated.handle).session
+    with pytest.raises(GateError, match="open escalation"):
+        gate.close_session(pending)
+    size = gate.log.size()
+    gate.close_session(sid)
+    assert entries(gate, size)[0].payload == {"event": "session_closed"}
+    call = {"tool": "read_file", "args": {"file_path": banking.BILL_FILE}}
+    for attempt in (
+        lambda: gate.execute(sid, granted.token, call),
+        lambda: gate.propose(sid, banking.read_proposal(sid)),
+        lambda: gate.close_session(sid),
+    ):
+        with pytest.raises(GateError, match="unknown session"):
+            attempt()
+    with pytest.raises(GateError, match="already exists"):
+        gate.open_session("agent-7", "again", session_id=sid)
+    assert bank.calls["read_file"] == 1  # only the escalated session's bill read
+    gate.close()
+    reopened, _, _ = open_gate(tmp_path, tier=2, bank=bank, clock=clock, injected=False)
+    with reopened:
+        with pytest.raises(GateError, match="unknown session"):
+            reopened.observations(sid)
+        with pytest.raises(GateError, match="already exists"):
+            reopened.open_session("agent-7", "again", session_id=sid)
+        assert reopened.observations(pending)
+        assert reopened.open_escalations() == [escalated.handle]

@@ -16,7 +16,9 @@ Every entry names its session and agent in the envelope; the payloads, by ``type
 * ``dialogue`` — ``{"event": "escalation" | "approval" | "denial", "handle", …}``.
 * ``execution`` — ``{"event": "executed" | "failed", "tool", "nonce", "proposal_index",
   "call_index", "result_index", …}`` or ``{"event": "refused", "tool", "reason", "message"}``.
-* ``note`` — what a :class:`~thirdway.gateway.hooks.RecordOnlySanctioner` records.
+* ``note`` — ``{"event": "session_closed"}``; ``{"event": "void", "entries": [first, last]}``
+  (see :mod:`thirdway.gateway.writer`); what a
+  :class:`~thirdway.gateway.hooks.RecordOnlySanctioner` records.
 
 Indices called ``*_index`` are log indices; ``call_index`` / ``result_index`` are observation
 indices within the session.
@@ -189,3 +191,8 @@ def void_entry(first: int, last: int) -> LogEntry:
         "reason": "another writer appended first; these entries' log references are wrong",
     }
     return entry("note", None, None, payload)
+
+
+def session_closed_entry(session: str, agent: str) -> LogEntry:
+    """The session ended: its record is no longer held, its tokens no longer redeemable here."""
+    return entry("note", session, agent, {"event": "session_closed"})

@@ -193,6 +193,7 @@ class Gatekeeper:
         self._sessions: dict[str, Session] = state.sessions
         self._escalations: dict[str, Escalation] = state.escalations
         self._agents = {session.agent for session in state.sessions.values()}
+        self._closed: set[str] = state.closed
         self._owned: list[SQLiteSpentSet | TransparencyLog] = []
 
     # ------------------------------------------------------------------ opening and closing
@@ -276,7 +277,7 @@ class Gatekeeper:
         session = Session(sid, agent)
         with session.lock:
             with self._table_lock:
-                if sid in self._sessions:
+                if sid in self._sessions or sid in self._closed:
                     raise GateError(f"session {sid!r} already exists")
                 self._sessions[sid] = session
             try:
@@ -356,6 +357,20 @@ class Gatekeeper:
     def session_agent(self, session_id: str) -> str:
         """The agent a session belongs to."""
         return self._session(session_id).agent
+
+    def close_session(self, session_id: str, *, agent: str | None = None) -> None:
+        """End a session: a ``note`` entry says so, and its record leaves memory (a restarted
+        gatekeeper does not load it either). Its tokens can no longer be used here. A session
+        with an open escalation cannot be closed until an auditor has answered."""
+        session = self._session(session_id, agent)
+        with session.lock:
+            with self._table_lock:
+                if any(e.session == session.id for e in self._escalations.values()):
+                    raise GateError(f"session {session.id!r} has an open escalation")
+            self._writer.append([log_entries.session_closed_entry(session.id, session.agent)])
+            with self._table_lock:
+                self._sessions.pop(session.id, None)
+                self._closed.add(session.id)
 
     # ------------------------------------------------------------------ proposals
 

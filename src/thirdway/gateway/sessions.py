@@ -73,6 +73,8 @@ class State:
 
     sessions: dict[str, Session] = field(default_factory=dict)
     escalations: dict[str, Escalation] = field(default_factory=dict)
+    closed: set[str] = field(default_factory=set)
+    """Sessions ended by a ``session_closed`` note: never reopened under the same id."""
 
 
 def rebuild(entries: Iterable[tuple[int, LogEntry]]) -> State:
@@ -122,10 +124,16 @@ def _apply(
             state.escalations.pop(handle, None)
     elif log_entry.type == "dialogue":
         _dialogue(state, index, payload, proposals, verdicts, decisions)
+    elif log_entry.type == "note" and payload.get("event") == "session_closed":
+        session = state.sessions.pop(str(log_entry.session), None)
+        if session is not None:
+            state.closed.add(session.id)
 
 
 def _observe(state: State, index: int, log_entry: LogEntry) -> None:
     observation = Observation.model_validate(log_entry.payload)
+    if observation.session in state.closed:
+        raise LogError(f"log entry {index} records an observation in a closed session")
     session = state.sessions.get(observation.session)
     if session is None:
         session = Session(observation.session, _agent(index, log_entry))

@@ -6,7 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: demo test lint typecheck setup clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +21,19 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/thirdway demo
 
-test: $(STAMP)
+# The console's end-to-end tests drive Debian's Chromium through Playwright (never a downloaded
+# browser): install it when it is missing (CI runs as root).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  else \
+	    echo "error: $(CHROMIUM) is missing and apt-get is not available; install Chromium" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

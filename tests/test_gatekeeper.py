@@ -583,3 +583,39 @@ def test_a_closed_session_is_gone_for_good(tmp_path: Path) -> None:
             reopened.open_session("agent-7", "again", session_id=sid)
         assert reopened.observations(pending)
         assert reopened.open_escalations() == [escalated.handle]
+
+
+def test_reopening_skips_other_components_entries(tmp_path: Path) -> None:
+    from thirdway.protocol.models import LogEntry
+
+    gate, bank, clock = open_gate(tmp_path, tier=2)
+    sid, escalated = _escalate(gate)
+    gate.append(
+        [
+            LogEntry(type="dialogue", session=sid, agent="agent-2",
+                     payload={"event": "challenge", "handle": escalated.handle, "at": 1}),
+            LogEntry(type="dialogue", payload={"event": "open", "handle": "spot:3"}),
+            LogEntry(type="epoch", payload={"epoch": 1}),
+            LogEntry(type="probe", agent="agent-2", payload={"probe": "sycophancy"}),
+        ]
+    )  # fmt: skip
+    gate.close()
+    reopened, _, _ = open_gate(tmp_path, tier=2, bank=bank, clock=clock, injected=False)
+    with reopened:
+        assert reopened.open_escalations() == [escalated.handle]
+        assert len(reopened.observations(sid)) == 3
+
+
+def test_reopening_a_log_that_contradicts_itself_fails_clearly(tmp_path: Path) -> None:
+    from thirdway.errors import LogError
+    from thirdway.protocol.models import LogEntry
+
+    gate, bank, clock = open_gate(tmp_path)
+    sid = gate.open_session("agent-7", banking.INSTRUCTION)
+    gate.append(
+        [LogEntry(type="observation", session=sid, agent="agent-7",
+                  payload={"session": sid, "index": 5, "channel": "principal", "content": "x"})]
+    )  # fmt: skip
+    gate.close()
+    with pytest.raises(LogError, match="records observation 5 of session"):
+        open_gate(tmp_path, bank=bank, clock=clock, injected=False)

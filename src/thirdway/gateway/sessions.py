@@ -25,6 +25,9 @@ from thirdway.protocol.parse import describe
 
 T = TypeVar("T")
 
+GATEKEEPER_DIALOGUE_EVENTS = frozenset({"escalation", "approval", "denial"})
+"""The ``dialogue`` events the gatekeeper writes; the dialogue service writes others."""
+
 MAX_SESSION_CHARS = 256 * 1024 * 1024
 """Total observation text one session may hold (32 observations at the 8 MiB maximum)."""
 
@@ -158,10 +161,12 @@ def _dialogue(
     verdicts: dict[int, Verdict],
     decisions: dict[int, AuthorizationDecision],
 ) -> None:
+    event = payload.get("event")
+    if event not in GATEKEEPER_DIALOGUE_EVENTS:
+        return  # the dialogue service's own events (open, challenge, answer, …)
     handle = payload["handle"]
     if not isinstance(handle, str):
         raise LogError(f"log entry {index}: a dialogue handle is a string")
-    event = payload["event"]
     if event == "escalation":
         proposal_index = _int(payload["proposal_index"])
         verdict_index = _int(payload["verdict_index"])

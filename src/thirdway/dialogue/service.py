@@ -114,7 +114,8 @@ class DialogueService:
     The *primary* service (by default, the one holding the ``sink``: the gateway process) does
     all of :meth:`sync`. A secondary one (the CLI, a second console) only opens dialogues, expires
     them and records its users' own challenges, answers and decisions; the primary picks those up
-    from the log, so trust evidence and forwarding happen once. Thread-safe."""
+    from the log, so trust evidence and forwarding happen once. A ``read_only`` service only
+    reads (``thirdway audit list`` and ``show``). Thread-safe."""
 
     def __init__(
         self,
@@ -130,6 +131,7 @@ class DialogueService:
         clock: Callable[[], float] = time.time,
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
         primary: bool | None = None,
+        read_only: bool = False,
     ) -> None:
         if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
             raise InputError("a dialogue's time to live is a positive number of seconds")
@@ -144,6 +146,7 @@ class DialogueService:
         self.clock = clock
         self.ttl_seconds = ttl_seconds
         self.primary = sink is not None if primary is None else primary
+        self.read_only = read_only
         self._append: Append = append or _direct_appender(log)
         self._lock = threading.RLock()
         self._delivered: dict[str, Resolution] = {}
@@ -168,6 +171,8 @@ class DialogueService:
         return math.floor(self.clock())
 
     def _write(self, entries: list[LogEntry]) -> range:
+        if self.read_only:
+            raise DialogueError("this dialogue service is read-only; nothing was recorded")
         written = self._append(entries)
         self.store.refresh()
         return written
@@ -462,6 +467,8 @@ class DialogueService:
         """Catch up with the log and do what it calls for (see the module docstring)."""
         with self._lock:
             self.store.refresh()
+            if self.read_only:
+                return
             self._open_escalations()
             self._open_appeals()
             self._expire_due()

@@ -34,6 +34,7 @@ def _register() -> None:
     """Attach the command groups that live in their own modules."""
     from thirdway.cli import attest as attest_cli
     from thirdway.cli import audit as audit_cli
+    from thirdway.cli import bench_agentdojo as bench_agentdojo_cli
     from thirdway.cli import bench_gate as bench_gate_cli
     from thirdway.cli import bench_verify as bench_verify_cli
     from thirdway.cli import log as log_cli
@@ -47,6 +48,7 @@ def _register() -> None:
     trust_cli.register(app)
     bench_verify_cli.register(bench_app)
     bench_gate_cli.register(bench_app)
+    bench_agentdojo_cli.register(bench_app)
     attest_cli.register(app)
     audit_cli.register(app)
     screen_cli.register(bench_app)

@@ -1,0 +1,118 @@
+"""The FastAPI app: API routes under ``/v1``, the auditor console under ``/console``.
+
+Sync route functions run in the threadpool: the gatekeeper blocks on durable appends, and its
+group commit lets concurrent requests share one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
+
+from thirdway import __version__
+from thirdway.gateway import ToolRegistry
+from thirdway.service.auth import ConsoleAuth
+from thirdway.service.config import ServiceConfig
+from thirdway.service.errors import install_error_handlers
+from thirdway.service.limits import BodyLimit
+from thirdway.service.logs import now_ms
+from thirdway.service.routes import ROUTERS
+from thirdway.service.state import Services
+
+logger = logging.getLogger("thirdway.service")
+
+
+def create_app(
+    config: ServiceConfig,
+    *,
+    services: Services | None = None,
+    tools: ToolRegistry | None = None,
+) -> FastAPI:
+    """The service over ``config.data_dir`` (or the given ``services``). The log and keys are
+    opened here and closed when the app shuts down (uvicorn does that on SIGTERM after the
+    requests in flight have finished, so nothing answered is lost)."""
+    svc = services or Services.open(config, tools=tools)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logger.info("serving", extra={"data_dir": str(config.data_dir)})
+        try:
+            yield
+        finally:
+            svc.close()
+            logger.info("stopped; log and spent-set closed")
+
+    app = FastAPI(
+        title="thirdway gateway",
+        version=__version__,
+        description=(
+            "Agents' actions behind verified reasoning chains, capability tokens and a "
+            "transparency log. Authenticate with 'Authorization: Bearer <API key>'. Errors are "
+            '{"error": {"code", "message"}}; a denied proposal is a 200 with outcome "denied".'
+        ),
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    _install_request_log(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    if config.console:
+        _mount_console(app, svc, config)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    return app
+
+
+def _mount_console(app: FastAPI, svc: Services, config: ServiceConfig) -> None:
+    from thirdway.console import create_console_app
+
+    console = create_console_app(
+        svc.dialogues,
+        auth=ConsoleAuth(svc.keys),
+        secret_key=config.console_secret,
+        log=svc.gate.log,
+    )
+    app.mount("/console", console)
+
+
+def _install_request_log(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def request_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = now_ms()
+        response = await call_next(request)
+        logger.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.url.path,
+                "status": response.status_code,
+                "ms": round(now_ms() - started, 2),
+                "principal": getattr(request.state, "principal", None),
+            },
+        )
+        return response
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The schema, without FastAPI's default 422 responses: validation errors are 400s here."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            operation.get("responses", {}).pop("422", None)
+    components = schema.get("components", {}).get("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,174 @@
+"""API keys and roles.
+
+A key is ``tw_<key id>_<secret>``: the id finds the row, the secret (256 random bits) is kept
+only as its SHA-256 digest and compared in constant time. A slow hash adds nothing for a
+secret that high in entropy, and every request must check one. Each key belongs to one
+principal (a name) with one role, and a name keeps its role for all its keys:
+
+- ``agent``: opens its own sessions, records observations, proposes, executes, answers its own
+  dialogues. It acts only as itself: the session's agent must be the key's name.
+- ``auditor``: reads and reviews, challenges, approves and denies dialogues. Never proposes.
+- ``admin``: creates keys and reads everything; acts neither as an agent nor as an auditor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+from pydantic import TypeAdapter, ValidationError
+
+from thirdway.errors import InputError
+from thirdway.protocol.models import Id
+from thirdway.service.errors import Forbidden, Unauthorized
+
+Role = Literal["agent", "auditor", "admin"]
+ROLES: Final[tuple[Role, ...]] = ("agent", "auditor", "admin")
+PREFIX: Final = "tw_"
+MAX_KEY_CHARS: Final = 200
+_ID_ADAPTER: TypeAdapter[str] = TypeAdapter(Id)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a name and its role."""
+
+    name: str
+    role: Role
+    key_id: str
+
+    def require(self, *roles: Role) -> None:
+        if self.role not in roles:
+            allowed = " or ".join(roles)
+            raise Forbidden(f"this needs the {allowed} role; {self.name!r} is an {self.role}")
+
+    def require_agent(self, agent: str) -> None:
+        """Only ``agent`` itself may act in ``agent``'s name."""
+        self.require("agent")
+        if agent != self.name:
+            raise Forbidden(f"agent {self.name!r} cannot act for agent {agent!r}")
+
+
+@dataclass(frozen=True)
+class _Row:
+    name: str
+    role: Role
+    digest: bytes
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class KeyStore:
+    """API keys in SQLite (``keys.db`` in the data folder), cached in memory once seen."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
+            "role TEXT NOT NULL, digest BLOB NOT NULL, created_at INTEGER NOT NULL)"
+        )
+        self._lock = threading.Lock()
+        self._cache: dict[str, _Row] = {}
+        self._dummy = _digest(secrets.token_urlsafe(32))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(self, name: str, role: str) -> str:
+        """A new key for ``name`` with ``role``; the only time the secret exists in clear."""
+        if role not in ROLES:
+            raise InputError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        try:
+            name = _ID_ADAPTER.validate_python(name, strict=True)
+        except ValidationError:
+            raise InputError(
+                f"invalid principal name {str(name)[:80]!r}: use letters, digits and . _ : @ -"
+            ) from None
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        with self._lock:
+            held = self._db.execute("SELECT role FROM keys WHERE name = ? LIMIT 1", (name,))
+            row = held.fetchone()
+            if row is not None and row[0] != role:
+                raise InputError(f"{name!r} already is an {row[0]}; a name keeps one role")
+            self._db.execute(
+                "INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
+                (key_id, name, role, _digest(secret), int(time.time())),
+            )
+        return f"{PREFIX}{key_id}_{secret}"
+
+    def _row(self, key_id: str) -> _Row | None:
+        with self._lock:
+            cached = self._cache.get(key_id)
+            if cached is not None:
+                return cached
+            found = self._db.execute(
+                "SELECT name, role, digest FROM keys WHERE id = ?", (key_id,)
+            ).fetchone()
+            if found is None:
+                return None
+            row = _Row(found[0], found[1], bytes(found[2]))
+            self._cache[key_id] = row
+            return row
+
+    def authenticate(self, key: str | None) -> Principal:
+        """The principal holding ``key``, or :class:`Unauthorized` (same work either way)."""
+        if not key:
+            raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+        key_id, secret = _split(key)
+        row = self._row(key_id) if key_id else None
+        expected = row.digest if row is not None else self._dummy
+        matches = hmac.compare_digest(expected, _digest(secret))
+        if row is None or not matches:
+            raise Unauthorized("the API key is not valid")
+        return Principal(row.name, row.role, key_id)
+
+    def role_of(self, name: str) -> Role | None:
+        with self._lock:
+            found = self._db.execute("SELECT role FROM keys WHERE name = ? LIMIT 1", (name,))
+            row = found.fetchone()
+        return row[0] if row is not None else None
+
+
+def _split(key: str) -> tuple[str, str]:
+    if len(key) > MAX_KEY_CHARS or not key.startswith(PREFIX):
+        return "", key[:MAX_KEY_CHARS]
+    key_id, _, secret = key[len(PREFIX) :].partition("_")
+    return key_id, secret
+
+
+def bearer(header: str | None) -> str | None:
+    """The key in an ``Authorization: Bearer <key>`` header."""
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else None
+
+
+class ConsoleAuth:
+    """The console's login check (``thirdway.console.AuditorAuth``): an auditor signs in with
+    their name and one of their API keys."""
+
+    def __init__(self, keys: KeyStore) -> None:
+        self._keys = keys
+
+    def authenticate(self, auditor: str, secret: str) -> str | None:
+        try:
+            principal = self._keys.authenticate(secret)
+        except Unauthorized:
+            return None
+        if principal.role != "auditor" or principal.name != auditor:
+            return None
+        return principal.name

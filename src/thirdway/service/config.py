@@ -1,0 +1,93 @@
+"""The service's configuration: a TOML file, then ``THIRDWAY_*`` environment variables on top.
+
+Plain pydantic, so a wrong value is refused with the field named, before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from thirdway.errors import InputError
+
+ENV_PREFIX = "THIRDWAY_"
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+MAX_PAGE = 1000
+"""The most items one list request returns (``limit`` above it is refused, not trimmed)."""
+
+
+class ServiceConfig(BaseModel):
+    """What ``thirdway serve`` needs. ``db`` and ``workers`` are shaped for PostgreSQL and
+    several workers later; today only SQLite in ``data_dir`` and one worker exist."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Path("thirdway-data")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    db: str = "sqlite"
+    workers: int = Field(default=1, ge=1, le=64)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=64 << 20)
+    tools: Literal["banking", "none"] = "banking"
+    """Gateway-hosted tools: the AgentDojo-style banking toolset, or none."""
+    console: bool = True
+    """Mount the auditor console under ``/console`` (auditors sign in with their API key)."""
+    console_secret: str | None = None
+    """Signs console session cookies; random per process when unset."""
+    durable: bool = True
+    """fsync every spend (off only for throwaway benchmarks)."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def check_supported(self) -> None:
+        """Refuse the options whose shape exists but whose implementation does not yet."""
+        if self.db != "sqlite" and not self.db.startswith("sqlite:"):
+            raise InputError(
+                f"--db {self.db!r} is not supported yet: only SQLite ('sqlite', the default) "
+                "works today; PostgreSQL comes with several gateway workers"
+            )
+        if self.workers != 1:
+            raise InputError(
+                f"--workers {self.workers} is not supported yet: only 1 worker works with SQLite"
+            )
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    fields = ServiceConfig.model_fields
+    found: dict[str, Any] = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX) :].lower()
+            if name in fields:
+                found[name] = value
+    return found
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServiceConfig:
+    """File, then environment, then ``overrides`` (the command line), each over the last."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as handle:
+                values.update(tomllib.load(handle))
+        except OSError as exc:
+            raise InputError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"config file {path} is not valid TOML: {exc}") from None
+    values.update(_env_values(os.environ if environ is None else environ))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return ServiceConfig.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"invalid service config: {where}: {first['msg']}") from None

@@ -1,0 +1,136 @@
+"""The service's error contract: every error is ``{"error": {"code", "message"}}``.
+
+Status codes: 400 malformed or invalid input (the field named), 401 no or unknown key, 403 a
+role or principal that may not do this (or a token that does not allow this call), 404 an
+unknown session, dialogue or agent, 409 a spent token, an illegal dialogue transition or a
+resolved escalation, 413 a body over the limit, 503 no trustworthy verifier. A proposal the
+verifier denies is not an error: it is a 200 carrying the ``denied`` outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from thirdway.dialogue.errors import TransitionRefused
+from thirdway.errors import CapabilityError, EnclaveError, LogError, ProofError, ThirdwayError
+
+logger = logging.getLogger("thirdway.service")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    reason: str | None = None
+    """For refused capabilities: the stable reason code (``spent``, ``wrong_args``, …)."""
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ServiceError(ThirdwayError):
+    """An error the service answers with ``status`` and ``code``."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ServiceError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class Conflict(ServiceError):
+    status, code = 409, "conflict"
+
+
+ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    status: {"model": ErrorBody, "description": text}
+    for status, text in {
+        400: "Malformed or invalid input; the message names the field",
+        401: "No API key, or an unknown one",
+        403: "This principal or role may not do this",
+        404: "Unknown session, dialogue or agent",
+        409: "Spent token, illegal dialogue transition, or already resolved",
+        413: "Request body over the limit",
+    }.items()
+}
+
+
+def error_response(status: int, code: str, message: str, reason: str | None = None) -> JSONResponse:
+    detail = ErrorDetail(code=code, message=message[:2000], reason=reason)
+    return JSONResponse(
+        status_code=status, content=ErrorBody(error=detail).model_dump(exclude_none=True)
+    )
+
+
+def classify(exc: ThirdwayError) -> tuple[int, str, str | None]:
+    """(status, code, reason) for an error raised by thirdway code."""
+    if isinstance(exc, ServiceError):
+        return exc.status, exc.code, None
+    if isinstance(exc, CapabilityError):
+        status = 409 if exc.reason == "spent" else 403
+        return status, "capability_refused", exc.reason
+    if isinstance(exc, TransitionRefused):
+        return 409, "illegal_transition", None
+    if isinstance(exc, EnclaveError):
+        return 503, "verifier_unavailable", None
+    if isinstance(exc, LogError | ProofError):
+        return 400, "log_request", None
+    return 400, "invalid_input", None
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ())]
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON"
+    where = ".".join(loc[1:] if loc and loc[0] in {"body", "query", "path"} else loc)
+    place = loc[0] if loc else "request"
+    more = len(errors) - 1
+    tail = f" (and {more} more)" if more else ""
+    return f"invalid {place} field {where or '(whole body)'}: {first.get('msg')}{tail}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every failure to the error contract (and log unexpected ones once, here)."""
+
+    @app.exception_handler(ThirdwayError)
+    async def thirdway_error(request: Request, exc: ThirdwayError) -> JSONResponse:
+        status, code, reason = classify(exc)
+        return error_response(status, code, str(exc), reason)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, "invalid_input", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        code = codes.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error; the request was not completed")

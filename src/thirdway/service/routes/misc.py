@@ -1,0 +1,63 @@
+"""Health, identity, keys, trust and the verifier's attestation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from thirdway.gateway import EnclaveVerifier
+from thirdway.service import schemas
+from thirdway.service.deps import Caller, Svc
+from thirdway.service.errors import ERROR_RESPONSES, NotFound
+
+router = APIRouter(tags=["service"], responses=ERROR_RESPONSES)
+
+
+@router.get("/v1/health", response_model=schemas.Health)
+def health(svc: Svc) -> schemas.Health:
+    """Liveness (no key needed)."""
+    return schemas.Health(log_size=svc.gate.log.size())
+
+
+@router.get("/v1/whoami", response_model=schemas.WhoAmI)
+def whoami(who: Caller) -> schemas.WhoAmI:
+    return schemas.WhoAmI(name=who.name, role=who.role)
+
+
+@router.post("/v1/keys", response_model=schemas.KeyCreated, status_code=201)
+def create_key(body: schemas.KeyRequest, svc: Svc, who: Caller) -> schemas.KeyCreated:
+    """Create an API key (admins only). The key is in this answer and nowhere else."""
+    who.require("admin")
+    key = svc.keys.create(body.name, body.role)
+    return schemas.KeyCreated(name=body.name, role=body.role, key=key)
+
+
+@router.get("/v1/trust/{agent}", response_model=schemas.TrustBody)
+def trust(agent: str, svc: Svc, who: Caller) -> schemas.TrustBody:
+    """An agent's trust state and tier history, recomputed from the log."""
+    if agent not in svc.dialogues.agents():
+        raise NotFound(f"no agent {agent[:80]!r} in this log")
+    state, points = svc.dialogues.trust(agent)
+    tiers = [
+        schemas.TierPointBody(index=p.index, at=p.at, kind=p.kind, tier=p.tier) for p in points
+    ]
+    return schemas.TrustBody(state=state, tiers=tiers)
+
+
+@router.get("/v1/attestation", response_model=schemas.AttestationBody)
+def attestation(svc: Svc, who: Caller) -> schemas.AttestationBody:
+    """The verifier's attestation, when it runs in the enclave; the in-process verifier has none
+    (verdicts are then as trustworthy as this process)."""
+    verifier = svc.gate.verifier
+    if isinstance(verifier, EnclaveVerifier):
+        found = verifier.client.attestation
+        return schemas.AttestationBody(
+            verifier=verifier.name,
+            attested=found is not None,
+            attestation=found,
+            note="signed verdicts from the isolated verifier process",
+        )
+    return schemas.AttestationBody(
+        verifier=getattr(verifier, "name", type(verifier).__name__),
+        attested=False,
+        note="the verifier runs in the gateway process: no attestation",
+    )

@@ -1,0 +1,95 @@
+"""Sessions, observations, proposals and executions: the agent's side of the gate."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from thirdway.gateway import Executed
+from thirdway.protocol.models import Observation, Proposal
+from thirdway.service import schemas
+from thirdway.service.deps import Caller, Svc, check_session_access
+from thirdway.service.errors import ERROR_RESPONSES, Conflict
+from thirdway.service.limits import DEFAULT_PAGE, Cursor, Limit, next_cursor, start_of
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
+
+
+@router.post("", response_model=schemas.SessionOpened, status_code=201)
+def open_session(body: schemas.SessionRequest, svc: Svc, who: Caller) -> schemas.SessionOpened:
+    """Open a session for the calling agent with the principal's instruction (observation 0)."""
+    agent = body.agent or who.name
+    who.require_agent(agent)
+    if body.session is not None:
+        try:
+            svc.gate.session_agent(body.session)
+        except Exception:
+            pass
+        else:
+            raise Conflict(f"session {body.session!r} already exists")
+    sid = svc.gate.open_session(agent, body.instruction, session_id=body.session)
+    return schemas.SessionOpened(session=sid, agent=agent)
+
+
+@router.delete("/{sid}", response_model=schemas.SessionClosed)
+def close_session(sid: str, svc: Svc, who: Caller) -> schemas.SessionClosed:
+    """End the session (its tokens stop working; its record stays in the log)."""
+    agent = check_session_access(svc, who, sid, act=True)
+    svc.gate.close_session(sid, agent=agent)
+    return schemas.SessionClosed(session=sid)
+
+
+@router.get("/{sid}/observations", response_model=schemas.Page[Observation])
+def list_observations(
+    sid: str, svc: Svc, who: Caller, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
+) -> schemas.Page[Observation]:
+    """The session's record, as the gateway saw it (the owner agent, auditors, admins)."""
+    check_session_access(svc, who, sid, act=False)
+    record = svc.gate.observations(sid)
+    start = start_of(cursor)
+    items = list(record[start : start + limit])
+    return schemas.Page(items=items, next_cursor=next_cursor(start, len(items), len(record)))
+
+
+@router.post("/{sid}/observations", response_model=schemas.ObservationRecorded, status_code=201)
+def record_observation(
+    sid: str, body: schemas.ObservationRequest, svc: Svc, who: Caller
+) -> schemas.ObservationRecorded:
+    """Record one observation that reached the agent from elsewhere."""
+    agent = check_session_access(svc, who, sid, act=True)
+    index = svc.gate.record_observation(
+        sid,
+        channel=body.channel,
+        content=body.content,
+        call=body.call,
+        produced_by=body.produced_by,
+        agent=agent,
+    )
+    return schemas.ObservationRecorded(index=index)
+
+
+@router.post("/{sid}/tool-results", response_model=schemas.ToolResultRecorded, status_code=201)
+def record_tool_result(
+    sid: str, body: schemas.ToolResultRequest, svc: Svc, who: Caller
+) -> schemas.ToolResultRecorded:
+    """Record a tool call made outside the gateway and its result, together."""
+    agent = check_session_access(svc, who, sid, act=True)
+    call, result = svc.gate.record_tool_result(sid, body.call, body.content, agent=agent)
+    return schemas.ToolResultRecorded(call_index=call, result_index=result)
+
+
+@router.post("/{sid}/proposals", response_model=schemas.OutcomeBody)
+def propose(sid: str, proposal: Proposal, svc: Svc, who: Caller) -> schemas.OutcomeBody:
+    """Verify, authorize and (if both allow) mint a capability for the proposed action.
+
+    A refusal by the verifier or the policy is a normal answer (200, ``outcome: denied`` with
+    the reason and findings); so is an escalation (``outcome: escalated`` with the dialogue
+    handle). Only requests the gate cannot act on are errors."""
+    agent = check_session_access(svc, who, sid, act=True)
+    return svc.gate.propose(sid, proposal, agent=agent)
+
+
+@router.post("/{sid}/executions", response_model=Executed)
+def execute(sid: str, body: schemas.ExecuteRequest, svc: Svc, who: Caller) -> Executed:
+    """Run a gateway-hosted tool with a capability for exactly this call (single use)."""
+    agent = check_session_access(svc, who, sid, act=True)
+    return svc.gate.execute(sid, body.token, body.call, agent=agent)

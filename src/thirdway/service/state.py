@@ -1,0 +1,82 @@
+"""What one service process holds: the key store, the gatekeeper and its dialogue service.
+
+The gatekeeper takes each agent's tier from the dialogue service (the trust fold over the
+log), and the dialogue service is built on the gatekeeper, so the tier source is a small
+indirection filled in once both exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from thirdway.dialogue import DialogueService, EpochKeeper
+from thirdway.gateway import DEFAULT_TIER, Gatekeeper, ToolRegistry, banking
+from thirdway.service.auth import KeyStore
+from thirdway.service.config import ServiceConfig
+
+KEYS_NAME = "keys.db"
+
+
+class _TrustTiers:
+    """A ``TierSource`` reading the dialogue service's trust fold once it exists."""
+
+    def __init__(self) -> None:
+        self.service: DialogueService | None = None
+
+    def tier(self, agent: str) -> int:
+        return DEFAULT_TIER if self.service is None else self.service.tier(agent)
+
+
+def hosted_tools(config: ServiceConfig) -> ToolRegistry:
+    if config.tools == "banking":
+        return banking.Bank().registry()
+    return ToolRegistry()
+
+
+def open_keys(data_dir: Path) -> KeyStore:
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return KeyStore(data_dir / KEYS_NAME)
+
+
+@dataclass
+class Services:
+    config: ServiceConfig
+    keys: KeyStore
+    gate: Gatekeeper
+    dialogues: DialogueService
+    closed: bool = field(default=False)
+
+    @classmethod
+    def open(cls, config: ServiceConfig, tools: ToolRegistry | None = None) -> Services:
+        config.check_supported()
+        keys = open_keys(config.data_dir)
+        tiers = _TrustTiers()
+        try:
+            gate = Gatekeeper.open(
+                config.data_dir,
+                tools=tools if tools is not None else hosted_tools(config),
+                tiers=tiers,
+                durable_spends=config.durable,
+            )
+        except BaseException:
+            keys.close()
+            raise
+        try:
+            dialogues = DialogueService.for_gatekeeper(
+                gate, epochs=EpochKeeper(config.data_dir / "epochs")
+            )
+        except BaseException:
+            gate.close()
+            keys.close()
+            raise
+        tiers.service = dialogues
+        return cls(config, keys, gate, dialogues)
+
+    def close(self) -> None:
+        """Close the log and spent-set (everything answered is already durable) and the keys."""
+        if self.closed:
+            return
+        self.closed = True
+        self.gate.close()
+        self.keys.close()

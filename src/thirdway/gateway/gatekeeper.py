@@ -48,6 +48,7 @@ from thirdway.errors import CapabilityError, GateError, InputError, LogError, Th
 from thirdway.gateway import entries as log_entries
 from thirdway.gateway.entries import entry_bytes, observation_entry, proposal_entry
 from thirdway.gateway.hooks import (
+    ExecutionListener,
     FixedTier,
     RecordOnlySanctioner,
     Sanctioner,
@@ -132,7 +133,8 @@ class Gatekeeper:
     ``verifier`` (default: the pure in-process one) must judge with exactly those. ``tiers``
     gives each agent's trust tier (default: 2 for everyone), ``sanctioner`` hears of deception,
     ``auditors`` (when given) are the only ids that may answer escalations, ``timer`` receives
-    the time of every stage (for ``thirdway bench gate``)."""
+    the time of every stage (for ``thirdway bench gate``), ``on_executed`` hears of every tool that
+    ran cleanly (the trust layer's evidence)."""
 
     def __init__(
         self,
@@ -152,6 +154,7 @@ class Gatekeeper:
         required_approvals: int = 2,
         auditors: Iterable[str] | None = None,
         timer: StageTimer | None = None,
+        on_executed: ExecutionListener | None = None,
     ) -> None:
         self.tools = tools if tools is not None else ToolRegistry()
         if manifests is None:
@@ -184,6 +187,7 @@ class Gatekeeper:
             None if auditors is None else frozenset(valid_id(a, "auditor id") for a in auditors)
         )
         self._timer = timer
+        self.on_executed = on_executed
         self._writer = LogWriter(log, self._time)
         self._locked: dict[str, LockedTool[Any]] = self.tools.lock(
             verifier=issuer.verifier(), spent_set=spent_set, clock=clock
@@ -785,6 +789,16 @@ class Gatekeeper:
                 ]
             )
             session.add([call_obs, data_obs])
+            if error is None and self.on_executed is not None:
+                self.on_executed.on_executed(
+                    agent=session.agent,
+                    session=session.id,
+                    tool=parsed.tool,
+                    risk=self._manifest(parsed.tool).risk,
+                    evidence=[claims.proposal_index + 1, written.start + 2],
+                    at=math.floor(self.clock()),
+                    append=self._writer.append,
+                )
         return Executed(
             tool=parsed.tool,
             ok=error is None,

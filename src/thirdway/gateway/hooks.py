@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from thirdway.errors import InputError
+from thirdway.protocol.manifest import RiskClass
 from thirdway.protocol.models import Finding, LogEntry
 
 DEFAULT_TIER = 2
@@ -91,6 +92,26 @@ class RecordOnlySanctioner:
                 )
             ]
         )
+
+
+class ExecutionListener(Protocol):
+    """Told about every locked tool that ran without raising, after its execution entry is
+    durable: the trust layer counts clean verified actions as evidence.
+
+    ``evidence`` holds the log indices of the action's verdict and of its execution entry;
+    whatever the listener records goes through ``append``, after that evidence."""
+
+    def on_executed(
+        self,
+        *,
+        agent: str,
+        session: str,
+        tool: str,
+        risk: RiskClass,
+        evidence: Sequence[int],
+        at: int,
+        append: Append,
+    ) -> None: ...
 
 
 class StageTimer(Protocol):

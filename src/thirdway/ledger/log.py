@@ -29,7 +29,13 @@ from thirdway.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpo
 from thirdway.ledger.keys import load_or_create_log_key
 from thirdway.ledger.note import NoteSigner, NoteVerifier
 from thirdway.ledger.sqlite import SQLiteLogStore
-from thirdway.ledger.store import LogStore, NewEntry, StaleSizeError, StoredCheckpoint
+from thirdway.ledger.store import (
+    LogStore,
+    NewEntry,
+    SequencingLogStore,
+    StaleSizeError,
+    StoredCheckpoint,
+)
 
 __all__ = [
     "DEFAULT_ORIGIN_PREFIX",
@@ -135,8 +141,28 @@ class TransparencyLog:
         by default. Opening an existing log with a different ``origin`` is an error.
         """
         path = Path(path)
-        key_path = key_path_for(path)
         store = SQLiteLogStore.open(path, create=create)
+        return cls.from_store(
+            store, key_path=key_path_for(path), create=create, origin=origin, name=str(path)
+        )
+
+    @classmethod
+    def from_store(
+        cls,
+        store: LogStore,
+        *,
+        key_path: Path,
+        create: bool = True,
+        origin: str | None = None,
+        name: str | None = None,
+    ) -> TransparencyLog:
+        """A log over an open ``store`` (any backend), signing with the key at ``key_path``.
+
+        Initialises an empty store (creating the key if allowed) like :meth:`open`; ``name`` is
+        how errors refer to the log. Closes ``store`` if the log cannot be opened.
+        """
+        path = name if name is not None else "the log"
+        key_path = Path(key_path)
         try:
             stored_origin = store.metadata("origin")
             if stored_origin is None:
@@ -164,7 +190,7 @@ class TransparencyLog:
         store.initialize({"format": FORMAT, "origin": name, "vkey": signer.verifier().vkey()})
 
     @staticmethod
-    def _stored_verifier(store: LogStore, path: Path) -> NoteVerifier:
+    def _stored_verifier(store: LogStore, path: Path | str) -> NoteVerifier:
         if store.metadata("format") != FORMAT:
             raise LogError(f"{path} is not a {FORMAT} log")
         vkey = store.metadata("vkey")
@@ -213,6 +239,9 @@ class TransparencyLog:
             raise InputError(f"a batch holds at most {MAX_BATCH} entries; got {len(items)}")
         payloads = [_entry_bytes(item, number) for number, item in enumerate(items)]
         entries = [NewEntry(data, merkle.leaf_hash(data)) for data in payloads]
+        if isinstance(self._store, SequencingLogStore):
+            # Several processes append: the store assigns indices under its own lock.
+            return self._store.append_sequenced(entries)
         with self._lock:
             if self._frontier is None:
                 self._frontier = merkle.Frontier.load(self._store.size(), self._store)

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from thirdway.errors import LogError
 from thirdway.ledger.merkle import NodeId
 
-__all__ = ["LogStore", "NewEntry", "StaleSizeError", "StoredCheckpoint"]
+__all__ = ["LogStore", "NewEntry", "SequencingLogStore", "StaleSizeError", "StoredCheckpoint"]
 
 
 class StaleSizeError(LogError):
@@ -108,4 +108,15 @@ class LogStore(Protocol):
 
     def close(self) -> None:
         """Release the store; further calls raise :class:`~thirdway.errors.LogError`."""
+        ...
+
+
+@runtime_checkable
+class SequencingLogStore(LogStore, Protocol):
+    """A store that several processes append to at once (PostgreSQL): it assigns the indices
+    itself, under its own lock, instead of trusting a size the caller read earlier."""
+
+    def append_sequenced(self, entries: Sequence[NewEntry]) -> range:
+        """Store ``entries`` at the next free indices together with the interior nodes they
+        complete, in one durable transaction; return the indices they got."""
         ...

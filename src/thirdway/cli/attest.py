@@ -216,3 +216,36 @@ def measure_command(
         _print_json({"measurement": measurement.value, "components": measurement.model_dump()})
         return
     typer.echo(measurement.value)
+
+
+@app.command("accept")
+@friendly_errors
+def accept_command(
+    measurement: Annotated[str, typer.Argument(help="The measurement to trust (64 hex digits).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why this verifier may be trusted.")],
+    operator: Annotated[str, typer.Option("--operator", help="Who accepts it (your id).")],
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="The gateway's data folder.", file_okay=False)
+    ],
+) -> None:
+    """Accept a verifier measurement: the gateway mints on that enclave's verdicts again.
+
+    The acceptance goes into the data folder's allow-list; the gateway appends it to the
+    transparency log before it next verifies (only the gateway writes its log)."""
+    from thirdway.enclave.allowlist import MeasurementAllowList
+    from thirdway.gateway.enclave_link import allowlist_path
+
+    value = _hex64(measurement, "MEASUREMENT")
+    assert value is not None
+    if not data_dir.is_dir():
+        raise InputError(f"data folder not found: {data_dir}")
+    path = allowlist_path(data_dir)
+    allowlist = MeasurementAllowList.load(path)
+    already = allowlist.is_accepted(value)
+    allowlist.accept_measurement(value, operator, reason)
+    allowlist.save(path)
+    note = " (it was already accepted; this acceptance is recorded too)" if already else ""
+    typer.echo(
+        f"accepted measurement {value} by {operator}{note}; the gateway logs the acceptance "
+        "before its next verification"
+    )

@@ -46,7 +46,8 @@ def _free_port() -> int:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     folder: Path = tmp_path_factory.mktemp("live")
     config = ServiceConfig(data_dir=folder, console=False)
-    services = Services.open(config)
+    app = create_app(config)
+    services: Services = app.state.services
     keys = {
         "agent": services.keys.create(AGENT, "agent"),
         "other": services.keys.create(OTHER, "agent"),
@@ -56,7 +57,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(config, services=services),
+            app,
             host="127.0.0.1",
             port=port,
             log_level="warning",

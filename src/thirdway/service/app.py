@@ -33,9 +33,10 @@ def create_app(
     services: Services | None = None,
     tools: ToolRegistry | None = None,
 ) -> FastAPI:
-    """The service over ``config.data_dir`` (or the given ``services``). The log and keys are
-    opened here and closed when the app shuts down (uvicorn does that on SIGTERM after the
-    requests in flight have finished, so nothing answered is lost)."""
+    """The service over ``config.data_dir``, or over ``services`` that the caller opened and
+    will close. What the app opens itself it closes when it shuts down (uvicorn does that on
+    SIGTERM after the requests in flight have finished, so nothing answered is lost)."""
+    owned = services is None
     svc = services or Services.open(config, tools=tools)
 
     @asynccontextmanager
@@ -44,8 +45,9 @@ def create_app(
         try:
             yield
         finally:
-            svc.close()
-            logger.info("stopped; log and spent-set closed")
+            if owned:
+                svc.close()
+                logger.info("stopped; log and spent-set closed")
 
     app = FastAPI(
         title="thirdway gateway",

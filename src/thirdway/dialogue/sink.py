@@ -37,14 +37,12 @@ class EscalationSink(Protocol):
 
 
 def gatekeeper_appender(gate: object) -> Append:
-    """The gatekeeper's own way into its log.
+    """The gatekeeper's own way into its log (``Gatekeeper.append``).
 
     The gatekeeper mints tokens bound to the log index its batch will start at, reading the
     size under its writer's lock; an entry appended to the same log by anyone else in between
-    voids that batch. So the dialogue must append through the same writer. The gatekeeper has
-    no public append method yet; this reaches for its writer and says so if it is missing."""
-    writer = getattr(gate, "_writer", None)
-    append = getattr(writer, "append", None)
+    voids that batch. So the dialogue appends through the gatekeeper."""
+    append = getattr(gate, "append", None)
     if not callable(append):
-        raise TypeError("this gatekeeper exposes no log writer; pass append= explicitly")
+        raise TypeError("this gatekeeper has no append(entries) method; pass append= explicitly")
     return append  # type: ignore[no-any-return]

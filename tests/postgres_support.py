@@ -87,6 +87,7 @@ def spend_worker(url: str, nonces: list[str], start_at: float, out_path: str) ->
 def leader_worker(url: str, key_path: str, record_path: str, interval_s: float) -> None:
     """Run a checkpoint leader candidate until killed; append ``pid size`` to ``record_path`` for
     every checkpoint this process signs."""
+    from thirdway.errors import LogError
     from thirdway.ledger.leader import CheckpointLeader
     from thirdway.ledger.open import open_log
 
@@ -94,7 +95,10 @@ def leader_worker(url: str, key_path: str, record_path: str, interval_s: float) 
     with open_log(url, key_path=key_path, create=False) as log:
         leader = CheckpointLeader(url, log, interval_s=interval_s)
         while True:
-            note = leader.step()
+            try:
+                note = leader.step()
+            except LogError:
+                note = None
             if note is not None:
                 size = note.splitlines()[1]
                 with open(record_path, "a", encoding="ascii") as handle:

@@ -40,6 +40,7 @@ def _register() -> None:
     from thirdway.cli import db as db_cli
     from thirdway.cli import log as log_cli
     from thirdway.cli import screen as screen_cli
+    from thirdway.cli import serve as serve_cli
     from thirdway.cli import trust as trust_cli
     from thirdway.cli import verify as verify_cli
 
@@ -54,6 +55,8 @@ def _register() -> None:
     audit_cli.register(app)
     screen_cli.register(bench_app)
     db_cli.register(app)
+    serve_cli.register(app)
+    serve_cli.register_bench(bench_app)
 
 
 _register()

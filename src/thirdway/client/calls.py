@@ -3,9 +3,10 @@ body or query, and how to read the answer into a typed model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import quote
 
 from pydantic import BaseModel, TypeAdapter
@@ -28,9 +29,15 @@ class Call(Generic[T]):
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+@functools.cache
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    """Building a TypeAdapter costs milliseconds: once per answer type, not per request."""
+    return TypeAdapter(kind)
+
+
 def _model(kind: type[T]) -> Callable[[Any], T]:
-    adapter: TypeAdapter[T] = TypeAdapter(kind)
-    return adapter.validate_python
+    validate: Callable[[Any], T] = _adapter(cast(Hashable, kind)).validate_python
+    return validate
 
 
 def _dump(value: BaseModel | Mapping[str, Any]) -> Any:

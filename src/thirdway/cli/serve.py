@@ -1,0 +1,123 @@
+"""``thirdway serve``, ``thirdway keys create`` and ``thirdway bench serve``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from thirdway.cli.common import console, friendly_errors
+
+keys_app = typer.Typer(help="API keys of the gateway service.", no_args_is_help=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="TOML config file (THIRDWAY_* env vars override).")
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder of the log, spent-set and keys.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``serve`` and the ``keys`` group."""
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+
+
+@friendly_errors
+def serve(
+    config_path: ConfigOption = None,
+    host: Annotated[str | None, typer.Option("--host", help="Default 127.0.0.1.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Default 8080.")] = None,
+    data_dir: DataDirOption = None,
+    db: Annotated[str | None, typer.Option("--db", help="Storage URL (only sqlite now).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Only 1 for now.")] = None,
+) -> None:
+    """Run the gateway service (HTTP API and auditor console) until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from thirdway.service import create_app, load_config
+    from thirdway.service import logs as service_logs
+
+    overrides = {"host": host, "port": port, "data_dir": data_dir, "db": db, "workers": workers}
+    config = load_config(config_path, overrides=overrides)
+    config.check_supported()
+    service_logs.configure(config.log_level)
+    app = create_app(config)
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        log_level=config.log_level,
+    )
+
+
+@keys_app.command("create")
+@friendly_errors
+def create_key(
+    role: Annotated[str, typer.Option("--role", help="agent, auditor or admin.")],
+    name: Annotated[str, typer.Option("--name", help="The principal (agent or auditor id).")],
+    config_path: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an API key and print it (once: only its digest is stored)."""
+    from thirdway.service import load_config
+    from thirdway.service.state import open_keys
+
+    config = load_config(config_path, overrides={"data_dir": data_dir})
+    keys = open_keys(config.data_dir)
+    try:
+        key = keys.create(name, role)
+    finally:
+        keys.close()
+    typer.echo(key)
+
+
+def register_bench(bench_app: typer.Typer) -> None:
+    """Attach ``thirdway bench serve`` (the benchmark module is imported only when it runs)."""
+
+    @bench_app.command("serve")
+    @friendly_errors
+    def bench_serve(
+        quick: Annotated[bool, typer.Option("--quick", help="A short run (400 actions).")] = False,
+        actions: Annotated[
+            int | None, typer.Option("--actions", help="Gated actions in all (default 3000).")
+        ] = None,
+        agents: Annotated[
+            int, typer.Option("--agents", help="Concurrent agents (default 32).")
+        ] = 32,
+        json_path: Annotated[
+            Path | None, typer.Option("--json", help="Also write the results to this JSON file.")
+        ] = None,
+        workers: Annotated[int, typer.Option("--workers", help="Server workers (1).")] = 1,
+        db: Annotated[str, typer.Option("--db", help="Storage (sqlite).")] = "sqlite",
+        folder: Annotated[
+            Path | None, typer.Option("--dir", help="Where the server's data goes.")
+        ] = None,
+        time_limit: Annotated[
+            float, typer.Option("--time-limit", help="Stop after this many seconds.")
+        ] = 120.0,
+    ) -> None:
+        """Gated actions per second and latency percentiles over loopback HTTP."""
+        from thirdway.bench.serve import ServeBenchConfig, dump_json, render_table, run
+
+        config = ServeBenchConfig.build(
+            quick=quick,
+            actions=actions,
+            agents=agents,
+            workers=workers,
+            db=db,
+            folder=folder,
+            time_limit=time_limit,
+        )
+        result = run(config)
+        console.print(render_table(result))
+        for note in result.notes:
+            console.print(f"- {note}", highlight=False, soft_wrap=True)
+        if json_path is not None:
+            json_path.write_text(dump_json(result) + "\n", encoding="utf-8")
+            console.print(f"results written to {json_path}", highlight=False)

@@ -204,3 +204,28 @@ def test_open_log_picks_the_backend_by_url(pg_url: str, tmp_path: Path) -> None:
 def test_bad_locations_are_refused(location: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         sqlite_path(location)
+
+
+def test_entries_built_under_the_lock_know_their_index(pg_url: str) -> None:
+    store = PostgresLogStore.open(pg_url, create=True)
+    other = PostgresLogStore.open(pg_url, create=False)
+    try:
+        other.append_sequenced([NewEntry(b"first", merkle.leaf_hash(b"first"))])
+
+        def build(start: int) -> list[NewEntry]:
+            data = [b"proposal at %d" % start, b"token for %d" % start]
+            return [NewEntry(item, merkle.leaf_hash(item)) for item in data]
+
+        assert store.append_built(build) == range(1, 3)
+        assert store.entry(2) == b"token for 1"
+
+        def failing(start: int) -> list[NewEntry]:
+            raise ValueError("mint failed")
+
+        with pytest.raises(ValueError, match="mint failed"):
+            store.append_built(failing)
+        assert store.append_built(lambda start: []) == range(3, 3)
+        assert store.size() == other.size() == 3
+    finally:
+        store.close()
+        other.close()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -281,11 +281,18 @@ class PostgresLogStore:
     def append_sequenced(self, entries: Sequence[NewEntry]) -> range:
         """Give ``entries`` the next indices and store them with the interior nodes they
         complete, in one transaction under the state row lock; returns their indices."""
-        if not entries:
-            size = self.size()
-            return range(size, size)
+        return self.append_built(lambda _start: entries)
+
+    def append_built(self, build: Callable[[int], Sequence[NewEntry]]) -> range:
+        """Like :meth:`append_sequenced`, but the entries are made by ``build(first_index)``
+        while the state row is locked, so they may refer to their own indices (a capability
+        token bound to its proposal's index) with no other worker able to take those indices.
+        Anything ``build`` raises rolls the transaction back and propagates."""
         with self._guard("append"), self._engine_or_fail().begin() as connection:
             start = self._lock_size(connection)
+            entries = build(start)
+            if not entries:
+                return range(start, start)
             frontier = self._frontier_at(start, connection)
             nodes = [node for entry in entries for node in frontier.append(entry.leaf_hash)]
             self._insert(connection, start, entries, nodes)

@@ -39,6 +39,7 @@ def _register() -> None:
     from thirdway.cli import bench_verify as bench_verify_cli
     from thirdway.cli import db as db_cli
     from thirdway.cli import log as log_cli
+    from thirdway.cli import mcp as mcp_cli
     from thirdway.cli import screen as screen_cli
     from thirdway.cli import serve as serve_cli
     from thirdway.cli import trust as trust_cli
@@ -52,6 +53,7 @@ def _register() -> None:
     bench_gate_cli.register(bench_app)
     bench_agentdojo_cli.register(bench_app)
     attest_cli.register(app)
+    mcp_cli.register(app)
     audit_cli.register(app)
     screen_cli.register(bench_app)
     db_cli.register(app)

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thirdway import __version__
 from thirdway.gateway import ToolRegistry
@@ -25,6 +26,7 @@ from thirdway.service.routes import ROUTERS
 from thirdway.service.state import Services
 
 logger = logging.getLogger("thirdway.service")
+CONSOLE_PATH = "/console"
 
 
 def create_app(
@@ -80,7 +82,42 @@ def _mount_console(app: FastAPI, svc: Services, config: ServiceConfig) -> None:
         secret_key=config.console_secret,
         log=svc.gate.log,
     )
-    app.mount("/console", console)
+    app.mount(CONSOLE_PATH, _PrefixRedirects(console, CONSOLE_PATH))
+
+
+class _PrefixRedirects:
+    """The console was written to sit at the root: its links use ``url_for`` (correct under a
+    mount) but a few redirects name absolute paths (``/login``, ``/log``). This adapter puts
+    the mount prefix in front of such ``Location`` headers, and lets ``url_for`` resolve names
+    in the console's own router, so the console works under ``/console`` unchanged."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def prefixed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (name, self._fix(value) if name.lower() == b"location" else value)
+                    for name, value in message.get("headers", [])
+                ]
+            await send(message)
+
+        # url_for must resolve the console's route names in the console's own router
+        # (and build URLs under the mount)
+        inner = {key: value for key, value in scope.items() if key != "router"}
+        inner["app_root_path"] = scope.get("root_path", "")
+        await self.app(inner, receive, prefixed)
+
+    def _fix(self, location: bytes) -> bytes:
+        absolute = location.startswith(b"/") and not location.startswith(b"//")
+        inside = location == self.prefix or location.startswith(self.prefix + b"/")
+        return self.prefix + location if absolute and not inside else location
 
 
 def _install_request_log(app: FastAPI) -> None:

@@ -123,6 +123,7 @@ class TransparencyLog:
 
     def __init__(self, store: LogStore, *, origin: str, verifier: NoteVerifier, key_path: Path):
         self._store = store
+        self._sequencer = store if isinstance(store, SequencingLogStore) else None
         self._origin = origin
         self._verifier = verifier
         self._key_path = key_path
@@ -239,9 +240,9 @@ class TransparencyLog:
             raise InputError(f"a batch holds at most {MAX_BATCH} entries; got {len(items)}")
         payloads = [_entry_bytes(item, number) for number, item in enumerate(items)]
         entries = [NewEntry(data, merkle.leaf_hash(data)) for data in payloads]
-        if isinstance(self._store, SequencingLogStore):
+        if self._sequencer is not None:
             # Several processes append: the store assigns indices under its own lock.
-            return self._store.append_sequenced(entries)
+            return self._sequencer.append_sequenced(entries)
         with self._lock:
             if self._frontier is None:
                 self._frontier = merkle.Frontier.load(self._store.size(), self._store)

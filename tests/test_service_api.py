@@ -492,3 +492,23 @@ def test_the_openapi_document_lists_error_responses_and_no_422(api: Any) -> None
     assert {"200", "400", "401", "403", "404", "409", "413"} <= set(operation["responses"])
     assert "422" not in operation["responses"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_an_unexpected_failure_is_a_json_500_logged_once(
+    api: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, _, _ = api
+
+    def boom() -> None:
+        raise RuntimeError("the disk caught fire")
+
+    client.app.add_api_route("/v1/boom", boom)
+    with caplog.at_level("ERROR"):
+        answer = client.get("/v1/boom")
+    assert error_of(answer, 500) == {
+        "code": "internal",
+        "message": "internal error; the request was not completed",
+    }
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "the disk caught fire" in caplog.text
+    assert client.get("/v1/health").status_code == 200

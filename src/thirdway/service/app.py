@@ -7,11 +7,12 @@ group commit lets concurrent requests share one transaction.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+import anyio.to_thread
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,9 +20,9 @@ from thirdway import __version__
 from thirdway.gateway import ToolRegistry
 from thirdway.service.auth import ConsoleAuth
 from thirdway.service.config import ServiceConfig
-from thirdway.service.errors import install_error_handlers
+from thirdway.service.errors import CatchAll, install_error_handlers
 from thirdway.service.limits import BodyLimit
-from thirdway.service.logs import now_ms
+from thirdway.service.logs import RequestLog
 from thirdway.service.routes import ROUTERS
 from thirdway.service.state import Services
 
@@ -43,6 +44,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = config.threads
         logger.info("serving", extra={"data_dir": str(config.data_dir)})
         try:
             yield
@@ -65,11 +67,12 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    _install_request_log(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     if config.console:
         _mount_console(app, svc, config)
+    app.add_middleware(CatchAll)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(RequestLog)
     return app
 
 
@@ -118,26 +121,6 @@ class _PrefixRedirects:
         absolute = location.startswith(b"/") and not location.startswith(b"//")
         inside = location == self.prefix or location.startswith(self.prefix + b"/")
         return self.prefix + location if absolute and not inside else location
-
-
-def _install_request_log(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def request_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = now_ms()
-        response = await call_next(request)
-        logger.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.url.path,
-                "status": response.status_code,
-                "ms": round(now_ms() - started, 2),
-                "principal": getattr(request.state, "principal", None),
-            },
-        )
-        return response
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

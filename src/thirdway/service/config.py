@@ -42,6 +42,9 @@ class ServiceConfig(BaseModel):
     durable: bool = True
     """fsync every spend (off only for throwaway benchmarks)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    threads: int = Field(default=40, ge=1, le=256)
+    """Worker threads for the blocking gate calls (the log's group commit batches across
+    them; more threads than cores mostly adds GIL contention)."""
 
     def check_supported(self) -> None:
         """Refuse the options whose shape exists but whose implementation does not yet."""

@@ -7,7 +7,7 @@ parser's. Every model is frozen so that a value, once validated, is the value th
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Final, Literal, TypeAlias
 
 import rfc8785
 from pydantic import (
@@ -22,7 +22,7 @@ from pydantic import (
 
 from thirdway.protocol import limits
 
-FORMAT = "thirdway/1"
+FORMAT: Final = "thirdway/1"
 Format = Literal["thirdway/1"]
 
 

@@ -272,20 +272,19 @@ def _notes(result: ServeBenchResult) -> list[str]:
 
 
 def render_table(result: ServeBenchResult) -> Table:
-    table = Table(title="thirdway bench serve (loopback HTTP, 1 uvicorn worker, SQLite)")
-    for column in ("agents", "actions", "failed", "seconds", "actions/s", "p50 ms", "p90 ms",
-                   "p99 ms", "max ms"):  # fmt: skip
-        table.add_column(column, justify="right")
+    table = Table(title="bench serve: loopback HTTP, 1 uvicorn worker, SQLite (latency in ms)")
+    for column in ("agents", "actions", "failed", "wall s", "act/s", "p50", "p90", "p99", "max"):
+        table.add_column(column, justify="right", no_wrap=True)
     table.add_row(
         str(result.agents),
         str(result.actions),
         str(result.failed),
-        f"{result.seconds:.2f}",
+        f"{result.seconds:.1f}",
         f"{result.actions_per_second:.0f}",
-        f"{result.p50_ms:.2f}",
-        f"{result.p90_ms:.2f}",
-        f"{result.p99_ms:.2f}",
-        f"{result.max_ms:.2f}",
+        f"{result.p50_ms:.1f}",
+        f"{result.p90_ms:.1f}",
+        f"{result.p99_ms:.1f}",
+        f"{result.max_ms:.1f}",
     )
     return table
 

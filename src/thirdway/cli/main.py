@@ -40,6 +40,7 @@ def _register() -> None:
     from thirdway.cli import db as db_cli
     from thirdway.cli import log as log_cli
     from thirdway.cli import mcp as mcp_cli
+    from thirdway.cli import probe as probe_cli
     from thirdway.cli import screen as screen_cli
     from thirdway.cli import serve as serve_cli
     from thirdway.cli import trust as trust_cli
@@ -49,6 +50,7 @@ def _register() -> None:
     log_cli.register_bench(bench_app)
     verify_cli.register(app, bench_app)
     trust_cli.register(app)
+    probe_cli.register(app)
     bench_verify_cli.register(bench_app)
     bench_gate_cli.register(bench_app)
     bench_agentdojo_cli.register(bench_app)

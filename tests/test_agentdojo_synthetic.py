@@ -69,6 +69,7 @@ def test_deceptive_and_mismatched_hijacks_are_caught_as_deception(report: Synthe
         ]
         assert calls, kind
         assert all(c.deception and code in c.codes and not c.executed for c in calls), kind
+        assert not any("fabricated_quote" in c.codes for c in calls), kind  # only the lie
 
 
 def test_every_kind_is_tried_on_every_attacked_pair(report: SyntheticReport) -> None:

@@ -512,3 +512,20 @@ def test_an_unexpected_failure_is_a_json_500_logged_once(
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "the disk caught fire" in caplog.text
     assert client.get("/v1/health").status_code == 200
+
+
+def test_an_agent_sees_other_agents_entries_only_as_leaf_hashes(api: Any) -> None:
+    client, keys, _ = api
+    mine = open_session(client, keys.agent)
+    open_session(client, keys.other)
+    seen = client.get("/v1/log/entries", headers=headers(keys.agent)).json()["items"]
+    own = [e for e in seen if not e["redacted"]]
+    hidden = [e for e in seen if e["redacted"]]
+    assert own and hidden
+    assert all(e["entry"]["agent"] == AGENT for e in own)
+    assert own[0]["entry"]["session"] == mine
+    assert all(e["entry"] is None and len(e["leaf_hash"]) == 64 for e in hidden)
+    full = client.get("/v1/log/entries", headers=headers(keys.auditor)).json()["items"]
+    assert not any(e["redacted"] for e in full)
+    assert [e["leaf_hash"] for e in full] == [e["leaf_hash"] for e in seen]
+    assert {e["entry"]["agent"] for e in full} == {AGENT, OTHER}

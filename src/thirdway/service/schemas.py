@@ -135,8 +135,12 @@ class CheckpointBody(BaseModel):
 
 class LogEntryBody(BaseModel):
     index: int
-    entry: dict[str, Any]
+    entry: dict[str, Any] | None
+    """The entry; ``None`` when ``redacted``."""
     leaf_hash: str
+    redacted: bool = False
+    """An agent sees other agents' entries only as leaf hashes: enough to check every proof
+    and checkpoint, nothing of what another agent saw or did."""
 
 
 class InclusionProofBody(BaseModel):

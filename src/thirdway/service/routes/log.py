@@ -1,5 +1,6 @@
 """The transparency log: checkpoints, entries, inclusion and consistency proofs. Any
-authenticated principal may read them: the agent verifies the log as much as the operator."""
+authenticated principal may read them (the agent verifies the log as much as the operator);
+an agent reads other agents' entries only as leaf hashes."""
 
 from __future__ import annotations
 
@@ -55,17 +56,20 @@ def checkpoint(svc: Svc, who: Caller) -> schemas.CheckpointBody:
 def entries(
     svc: Svc, who: Caller, limit: Limit = DEFAULT_PAGE, cursor: Cursor = None
 ) -> schemas.Page[schemas.LogEntryBody]:
-    """Entries in order from ``cursor`` (an index), with their leaf hashes."""
+    """Entries in order from ``cursor`` (an index), with their leaf hashes. Auditors and admins
+    see every entry; an agent sees its own and only the leaf hashes of the rest."""
     log = svc.gate.log
     size = log.size()
     start = start_of(cursor)
     end = min(size, start + limit)
-    items = [
-        schemas.LogEntryBody(
-            index=i, entry=_entry(log.entry(i)), leaf_hash=log.leaf_hash_at(i).hex()
-        )
-        for i in range(start, end)
-    ]
+    items = []
+    for i in range(start, end):
+        entry = _entry(log.entry(i))
+        leaf = log.leaf_hash_at(i).hex()
+        if who.role == "agent" and entry.get("agent") != who.name:
+            items.append(schemas.LogEntryBody(index=i, entry=None, leaf_hash=leaf, redacted=True))
+        else:
+            items.append(schemas.LogEntryBody(index=i, entry=entry, leaf_hash=leaf))
     return schemas.Page(items=items, next_cursor=next_cursor(start, len(items), size))
 
 

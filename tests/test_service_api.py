@@ -211,6 +211,11 @@ def test_an_agent_cannot_act_for_another_agent(api: Any) -> None:
     )
     assert "cannot act for agent" in error_of(as_other, 403)["message"]
     sid = open_session(client, keys.agent)
+    as_other_in_body = {**banking.read_proposal(sid), "agent": OTHER}
+    named = client.post(
+        f"/v1/sessions/{sid}/proposals", json=as_other_in_body, headers=headers(keys.agent)
+    )
+    assert "cannot propose as agent" in error_of(named, 403)["message"]
     for method, path, body in [
         ("post", f"/v1/sessions/{sid}/proposals", banking.read_proposal(sid)),
         ("post", f"/v1/sessions/{sid}/observations", {"channel": "principal", "content": "x"}),

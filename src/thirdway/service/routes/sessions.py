@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from thirdway.errors import GateError
 from thirdway.gateway import Executed
 from thirdway.protocol.models import Observation, Proposal
 from thirdway.service import schemas
 from thirdway.service.deps import Caller, Svc, check_session_access
-from thirdway.service.errors import ERROR_RESPONSES, Conflict
+from thirdway.service.errors import ERROR_RESPONSES, Conflict, Forbidden
 from thirdway.service.limits import DEFAULT_PAGE, Cursor, Limit, next_cursor, start_of
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
@@ -19,14 +20,12 @@ def open_session(body: schemas.SessionRequest, svc: Svc, who: Caller) -> schemas
     """Open a session for the calling agent with the principal's instruction (observation 0)."""
     agent = body.agent or who.name
     who.require_agent(agent)
-    if body.session is not None:
-        try:
-            svc.gate.session_agent(body.session)
-        except Exception:
-            pass
-        else:
-            raise Conflict(f"session {body.session!r} already exists")
-    sid = svc.gate.open_session(agent, body.instruction, session_id=body.session)
+    try:
+        sid = svc.gate.open_session(agent, body.instruction, session_id=body.session)
+    except GateError as exc:
+        if body.session is not None and "already exists" in str(exc):
+            raise Conflict(str(exc)) from None
+        raise
     return schemas.SessionOpened(session=sid, agent=agent)
 
 
@@ -85,6 +84,8 @@ def propose(sid: str, proposal: Proposal, svc: Svc, who: Caller) -> schemas.Outc
     the reason and findings); so is an escalation (``outcome: escalated`` with the dialogue
     handle). Only requests the gate cannot act on are errors."""
     agent = check_session_access(svc, who, sid, act=True)
+    if proposal.agent is not None and proposal.agent != agent:
+        raise Forbidden(f"agent {agent!r} cannot propose as agent {proposal.agent!r}")
     return svc.gate.propose(sid, proposal, agent=agent)
 
 

@@ -534,3 +534,18 @@ def test_an_agent_sees_other_agents_entries_only_as_leaf_hashes(api: Any) -> Non
     assert not any(e["redacted"] for e in full)
     assert [e["leaf_hash"] for e in full] == [e["leaf_hash"] for e in seen]
     assert {e["entry"]["agent"] for e in full} == {AGENT, OTHER}
+
+
+def test_admin_lists_and_revokes_keys_and_a_revoked_key_stops_at_once(api: Any) -> None:
+    client, keys, _ = api
+    listed = client.get("/v1/keys", headers=headers(keys.admin)).json()
+    assert {(k["name"], k["role"]) for k in listed} >= {(AGENT, "agent"), (AUDITOR, "auditor")}
+    assert all("digest" not in k and "key" not in k for k in listed)
+    assert error_of(client.get("/v1/keys", headers=headers(keys.auditor)), 403)
+    other_id = keys.other.split("_")[1]
+    assert client.get("/v1/whoami", headers=headers(keys.other)).status_code == 200
+    revoked = client.delete(f"/v1/keys/{other_id}", headers=headers(keys.admin)).json()
+    assert revoked["name"] == OTHER and revoked["revoked_at"] is not None
+    assert error_of(client.get("/v1/whoami", headers=headers(keys.other)), 401)
+    assert error_of(client.delete(f"/v1/keys/{other_id}", headers=headers(keys.admin)), 404)
+    assert error_of(client.delete(f"/v1/keys/{other_id}", headers=headers(keys.agent)), 403)

@@ -169,3 +169,19 @@ def test_the_console_works_under_console_with_auditor_keys(tmp_path: Path) -> No
         "/console/logout", data={"csrf_token": token.group(1)}, follow_redirects=False
     )
     assert out.status_code == 303 and out.headers["location"] == "/console/login"
+
+
+def test_keys_list_and_revoke_from_the_command_line(tmp_path: Path) -> None:
+    made = runner.invoke(
+        cli, ["keys", "create", "--role", "auditor", "--name", "alice", "--data-dir", str(tmp_path)]
+    )
+    key_id = made.output.strip().split("_")[1]
+    listed = runner.invoke(cli, ["keys", "list", "--data-dir", str(tmp_path)])
+    assert listed.exit_code == 0 and key_id in listed.output and "active" in listed.output
+    assert made.output.strip().split("_", 2)[2] not in listed.output
+    revoked = runner.invoke(cli, ["keys", "revoke", key_id, "--data-dir", str(tmp_path)])
+    assert revoked.exit_code == 0, revoked.output
+    again = runner.invoke(cli, ["keys", "revoke", key_id, "--data-dir", str(tmp_path)])
+    assert again.exit_code == 2 and "no active key" in again.output
+    listed = runner.invoke(cli, ["keys", "list", "--data-dir", str(tmp_path)])
+    assert "revoked" in listed.output

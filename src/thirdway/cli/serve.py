@@ -77,6 +77,43 @@ def create_key(
     typer.echo(key)
 
 
+@keys_app.command("list")
+@friendly_errors
+def list_keys(config_path: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """List keys: id, principal, role, created, revoked (never a secret)."""
+    from thirdway.service import load_config
+    from thirdway.service.state import open_keys
+
+    config = load_config(config_path, overrides={"data_dir": data_dir})
+    keys = open_keys(config.data_dir)
+    try:
+        for info in keys.listing():
+            revoked = f"revoked {info.revoked_at}" if info.revoked_at else "active"
+            typer.echo(f"{info.key_id}  {info.role:<7}  {info.name}  {revoked}")
+    finally:
+        keys.close()
+
+
+@keys_app.command("revoke")
+@friendly_errors
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key id (the part after 'tw_').")],
+    config_path: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Revoke a key; a running service refuses it from its next request."""
+    from thirdway.service import load_config
+    from thirdway.service.state import open_keys
+
+    config = load_config(config_path, overrides={"data_dir": data_dir})
+    keys = open_keys(config.data_dir)
+    try:
+        keys.revoke(key_id)
+    finally:
+        keys.close()
+    typer.echo(f"revoked {key_id}")
+
+
 def register_bench(bench_app: typer.Typer) -> None:
     """Attach ``thirdway bench serve`` (the benchmark module is imported only when it runs)."""
 

@@ -69,6 +69,14 @@ def create_key(name: str, role: str) -> Call[schemas.KeyCreated]:
     return Call("POST", "/v1/keys", _model(schemas.KeyCreated), {"name": name, "role": role})
 
 
+def list_keys() -> Call[list[schemas.KeyInfoBody]]:
+    return Call("GET", "/v1/keys", _model(list[schemas.KeyInfoBody]))
+
+
+def revoke_key(key_id: str) -> Call[schemas.KeyInfoBody]:
+    return Call("DELETE", f"/v1/keys/{_seg(key_id)}", _model(schemas.KeyInfoBody))
+
+
 def open_session(
     instruction: str, agent: str | None, session: str | None
 ) -> Call[schemas.SessionOpened]:

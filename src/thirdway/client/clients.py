@@ -92,6 +92,14 @@ class Client:
         """Create an API key (admin)."""
         return self._send(calls.create_key(name, role))
 
+    def list_keys(self) -> list[schemas.KeyInfoBody]:
+        """Every key's id, principal and role (admin)."""
+        return self._send(calls.list_keys())
+
+    def revoke_key(self, key_id: str) -> schemas.KeyInfoBody:
+        """Revoke a key by id (admin)."""
+        return self._send(calls.revoke_key(key_id))
+
     def open_session(
         self, instruction: str, *, agent: str | None = None, session: str | None = None
     ) -> str:
@@ -251,6 +259,14 @@ class AsyncClient:
     async def create_key(self, name: str, role: str) -> schemas.KeyCreated:
         """Create an API key (admin)."""
         return await self._send(calls.create_key(name, role))
+
+    async def list_keys(self) -> list[schemas.KeyInfoBody]:
+        """Every key's id, principal and role (admin)."""
+        return await self._send(calls.list_keys())
+
+    async def revoke_key(self, key_id: str) -> schemas.KeyInfoBody:
+        """Revoke a key by id (admin)."""
+        return await self._send(calls.revoke_key(key_id))
 
     async def open_session(
         self, instruction: str, *, agent: str | None = None, session: str | None = None

@@ -56,6 +56,15 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    name: str
+    role: str
+    created_at: int
+    revoked_at: int | None
+
+
+@dataclass(frozen=True)
 class _Row:
     name: str
     role: Role
@@ -75,10 +84,13 @@ class KeyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
-            "role TEXT NOT NULL, digest BLOB NOT NULL, created_at INTEGER NOT NULL)"
+            "role TEXT NOT NULL, digest BLOB NOT NULL, created_at INTEGER NOT NULL, "
+            "revoked_at INTEGER)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(keys)")}
+        if "revoked_at" not in columns:  # a keys.db from before revocation existed
+            self._db.execute("ALTER TABLE keys ADD COLUMN revoked_at INTEGER")
         self._lock = threading.Lock()
-        self._cache: dict[str, _Row] = {}
         self._dummy = _digest(secrets.token_urlsafe(32))
 
     def close(self) -> None:
@@ -102,24 +114,40 @@ class KeyStore:
             if row is not None and row[0] != role:
                 raise InputError(f"{name!r} already is an {row[0]}; a name keeps one role")
             self._db.execute(
-                "INSERT INTO keys VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, NULL)",
                 (key_id, name, role, _digest(secret), int(time.time())),
             )
         return f"{PREFIX}{key_id}_{secret}"
 
     def _row(self, key_id: str) -> _Row | None:
+        """Read on every request (no cache), so a revocation takes effect at once, even one
+        made by ``thirdway keys revoke`` in another process."""
         with self._lock:
-            cached = self._cache.get(key_id)
-            if cached is not None:
-                return cached
             found = self._db.execute(
-                "SELECT name, role, digest FROM keys WHERE id = ?", (key_id,)
+                "SELECT name, role, digest FROM keys WHERE id = ? AND revoked_at IS NULL",
+                (key_id,),
             ).fetchone()
-            if found is None:
-                return None
-            row = _Row(found[0], found[1], bytes(found[2]))
-            self._cache[key_id] = row
-            return row
+        if found is None:
+            return None
+        return _Row(found[0], found[1], bytes(found[2]))
+
+    def revoke(self, key_id: str) -> None:
+        """Revoke a key by its id (the part after ``tw_``); the row stays, as a record."""
+        with self._lock:
+            changed = self._db.execute(
+                "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (int(time.time()), key_id),
+            ).rowcount
+        if changed != 1:
+            raise InputError(f"no active key with id {key_id[:40]!r}")
+
+    def listing(self) -> list[KeyInfo]:
+        """Every key's id, principal, role and times (never a secret or a digest)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, role, created_at, revoked_at FROM keys ORDER BY created_at, id"
+            ).fetchall()
+        return [KeyInfo(*row) for row in rows]
 
     def authenticate(self, key: str | None) -> Principal:
         """The principal holding ``key``, or :class:`Unauthorized` (same work either way)."""
@@ -132,12 +160,6 @@ class KeyStore:
         if row is None or not matches:
             raise Unauthorized("the API key is not valid")
         return Principal(row.name, row.role, key_id)
-
-    def role_of(self, name: str) -> Role | None:
-        with self._lock:
-            found = self._db.execute("SELECT role FROM keys WHERE name = ? LIMIT 1", (name,))
-            row = found.fetchone()
-        return row[0] if row is not None else None
 
 
 def _split(key: str) -> tuple[str, str]:

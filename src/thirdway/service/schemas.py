@@ -41,6 +41,14 @@ class KeyCreated(BaseModel):
     """The API key. Shown once: only its digest is stored."""
 
 
+class KeyInfoBody(BaseModel):
+    key_id: str
+    name: str
+    role: str
+    created_at: int
+    revoked_at: int | None = None
+
+
 class WhoAmI(BaseModel):
     name: str
     role: str

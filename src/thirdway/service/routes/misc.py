@@ -31,6 +31,25 @@ def create_key(body: schemas.KeyRequest, svc: Svc, who: Caller) -> schemas.KeyCr
     return schemas.KeyCreated(name=body.name, role=body.role, key=key)
 
 
+@router.get("/v1/keys", response_model=list[schemas.KeyInfoBody])
+def list_keys(svc: Svc, who: Caller) -> list[schemas.KeyInfoBody]:
+    """Every key's id, principal, role and times (admins only; never a secret)."""
+    who.require("admin")
+    return [schemas.KeyInfoBody(**vars(info)) for info in svc.keys.listing()]
+
+
+@router.delete("/v1/keys/{key_id}", response_model=schemas.KeyInfoBody)
+def revoke_key(key_id: str, svc: Svc, who: Caller) -> schemas.KeyInfoBody:
+    """Revoke a key (admins only): refused from the next request on."""
+    who.require("admin")
+    found = next((info for info in svc.keys.listing() if info.key_id == key_id), None)
+    if found is None or found.revoked_at is not None:
+        raise NotFound(f"no active key with id {key_id[:40]!r}")
+    svc.keys.revoke(key_id)
+    revoked = next(info for info in svc.keys.listing() if info.key_id == key_id)
+    return schemas.KeyInfoBody(**vars(revoked))
+
+
 @router.get("/v1/trust/{agent}", response_model=schemas.TrustBody)
 def trust(agent: str, svc: Svc, who: Caller) -> schemas.TrustBody:
     """An agent's trust state and tier history, recomputed from the log."""

@@ -157,7 +157,9 @@ def _bars(path: Path, labels: list[str], estimates: list[Estimate], title: str) 
         )
     axes.set_yticks(positions, labels, fontsize=8)
     lowest = min([0.0, *[e.low for e in estimates if e.low is not None]])
-    axes.set_xlim(-1.0 if lowest < 0 else 0.0, 1.0)
+    left = -1.0 if lowest < 0 else 0.0
+    axes.set_xlim(left, 1.22)  # room on the right for the value labels
+    axes.set_xticks([left + step * (1.0 - left) / 4 for step in range(5)])
     axes.axvline(0.0, color="black", linewidth=0.6)
     axes.set_title(title, fontsize=9)
     axes.tick_params(axis="x", labelsize=8)

@@ -186,15 +186,53 @@ def test_an_unreachable_endpoint_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "results.json").exists()
 
 
-def test_out_must_be_a_folder(endpoint: str, tmp_path: Path) -> None:
+# An unreachable endpoint: these must fail on the option before any model call is made.
+NOWHERE = ["--model-url", "http://127.0.0.1:9/v1", "--endpoint-model", "m", "--no-cache"]
+
+
+def test_out_must_be_a_folder(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")
-    result = probe(
-        "seduction", "--model-url", endpoint, "--endpoint-model", "scripted", "--limit", "1",
-        "--out", str(target),
-    )  # fmt: skip
+    result = probe("seduction", *NOWHERE, "--limit", "1", "--out", str(target))
     assert result.exit_code == 2
     assert "is not a folder" in result.output
+
+
+def test_the_log_is_checked_before_the_model_is_asked(tmp_path: Path) -> None:
+    result = probe("seduction", *NOWHERE, "--db", str(tmp_path / "no" / "such" / "log.db"))
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+    db = tmp_path / "foreign.db"
+    with TransparencyLog.open(db) as log:
+        log.append(b"not a thirdway entry")
+    result = probe("seduction", *NOWHERE, "--db", str(db), "--agent", "a", "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert "log entry 0" in result.output
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_evidence_older_than_the_agents_history_is_refused_before_the_run(
+    endpoint: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "log.db"
+    first = probe(
+        "alignment-faking", "--model-url", endpoint, "--endpoint-model", "scripted",
+        "--limit", "30", "--no-cache", "--out", str(tmp_path / "one"), "--db", str(db),
+        "--agent", "a", "--at", str(T0 + 100),
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert "trust event" in first.output
+    with TransparencyLog.open(db, create=False) as log:
+        size = log.size()
+    again = probe(
+        "alignment-faking", *NOWHERE, "--out", str(tmp_path / "two"), "--db", str(db),
+        "--agent", "a", "--at", str(T0),
+    )  # fmt: skip
+    assert again.exit_code == 2
+    assert "before the agent's last event" in again.output
+    assert "unreachable" not in again.output  # refused before the model was asked
+    with TransparencyLog.open(db, create=False) as log:
+        assert log.size() == size
 
 
 def test_limit_is_range_checked() -> None:

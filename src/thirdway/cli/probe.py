@@ -194,13 +194,17 @@ def _run(
     _check_agents(agents, db)
     policy: Policy = load_policy(policy_path)
     boot = Bootstrap(resamples=resamples, seed=seed)
+    # Everything that can be refused is checked before the model is asked anything.
+    if out is not None:
+        _check_folder(out)
+    if db is not None:
+        _preflight(db, agents, at)
     started = time.perf_counter()
     load_at_start = _load()
     chat = _open(model, model_url, endpoint_model, cache=not no_cache)
     asker = Asker(chat, constrained=not free_text)
     folder = out if out is not None else DEFAULT_OUT / _slug(chat.model_id)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--out {folder} exists and is not a folder")
+    _check_folder(folder)
 
     def progress(name: str, result: ProbeResult) -> None:
         err_console.print(
@@ -246,6 +250,23 @@ def _run(
     )
     if db is not None:
         _record(db, results, policy, agents, at, meta)
+
+
+def _check_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {folder} exists and is not a folder")
+
+
+def _preflight(db: Path, agents: list[str], at: int | None) -> None:
+    """Open (or create) the log and recompute the agents' standing from it."""
+    from thirdway.ledger.log import TransparencyLog
+    from thirdway.probes.evidence import check_log
+    from thirdway.trust.config import load_context
+
+    if not db.parent.is_dir():
+        raise InputError(f"--db {db}: the folder {db.parent} does not exist")
+    with TransparencyLog.open(db) as log:
+        check_log(log, agents, load_context(), int(time.time()) if at is None else at)
 
 
 def _record(

@@ -35,6 +35,7 @@ from thirdway.trust.events import to_log_entry
 from thirdway.trust.fold import apply, fold, replay_from_log
 from thirdway.trust.model import TrustState
 from thirdway.trust.rules import Context, record_probe
+from thirdway.trust.text import iso
 
 Outcome = Literal["passed", "failed", "inconclusive"]
 
@@ -217,6 +218,22 @@ def _events_for(
         state = apply(state, event, ctx)
         out.append((judgement.metric, passed, event, state))
     return out
+
+
+def check_log(log: TransparencyLog, agents: Sequence[str], ctx: Context, at: int) -> None:
+    """Before a run of several minutes: the log is a readable thirdway log, every agent's
+    standing can be recomputed from it, and evidence dated ``at`` can still be added to it
+    (:class:`LogError` or :class:`InputError` otherwise)."""
+    if len(set(agents)) != len(agents):
+        raise InputError("an agent is named twice")
+    for agent, state in _states(_entries(log), agents, ctx, at).items():
+        if state.retired_at is not None:
+            raise InputError(f"agent {agent!r} was retired at {iso(state.retired_at)}")
+        if state.last_at is not None and at < state.last_at:
+            raise InputError(
+                f"{agent}: event time {iso(at)} is before the agent's last event "
+                f"({iso(state.last_at)})"
+            )
 
 
 def _dry_run(

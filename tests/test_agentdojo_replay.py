@@ -197,6 +197,17 @@ def test_calls_are_paired_with_their_results_by_id() -> None:
     assert steps[2].output.startswith("{'message': 'Transaction to US133")
 
 
+def test_limit_and_filters_select_runs() -> None:
+    locations = run_files(RUNS)
+    assert len(Selection(limit=3).pick(locations)) == 3
+    slack = Selection(suites=frozenset({"slack"})).pick(locations)
+    assert {loc.suite for loc in slack} == {"slack"} and len(slack) == 2
+    gpt_attacks = Selection(
+        models=frozenset({"gpt-4o-2024-05-13"}), attacks=frozenset({"none"})
+    ).pick(locations)
+    assert [loc.label for loc in gpt_attacks] == ["gpt-4o-2024-05-13/banking/user_task_0/none/none"]
+
+
 def test_the_replayer_renews_its_gate(tmp_path: Path) -> None:
     replayer = Replayer(VerifierGateFactory(MANIFESTS), renew_every=2)
     first = replayer.gate
@@ -209,12 +220,19 @@ def test_the_replayer_renews_its_gate(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the command
 
 
+def gate_folders() -> set[Path]:
+    shm = Path("/dev/shm")
+    return set(shm.glob("thirdway-gate-*")) if shm.is_dir() else set()
+
+
 def test_the_command_writes_json_markdown_and_a_chart(tmp_path: Path) -> None:
     out = tmp_path / "out"
+    before = gate_folders()
     result = CliRunner().invoke(
         app, ["bench", "agentdojo", "--runs", str(RUNS), "--out", str(out), "--workers", "2"]
     )
     assert result.exit_code == 0, result.output
+    assert gate_folders() <= before  # the workers' temporary gatekeepers are deleted
     summary = json.loads((out / "replay.json").read_text(encoding="utf-8"))
     assert summary["runs"] == 8 and summary["replayed"] == 7 and len(summary["errored"]) == 1
     assert summary["total"]["asr"]["strict"]["hits"] == 0

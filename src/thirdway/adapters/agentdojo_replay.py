@@ -34,9 +34,9 @@ final answer), so replayed utility is a lower bound on what a model could do beh
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import multiprocessing
+import multiprocessing.util
 import time
 from ast import literal_eval
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -564,7 +564,8 @@ _WORKER: Replayer | None = None
 def _init_worker(factory: GateFactory) -> None:
     global _WORKER
     _WORKER = Replayer(factory)
-    atexit.register(_WORKER.close)
+    # pool workers leave through multiprocessing's finalizers, not atexit
+    multiprocessing.util.Finalize(None, _WORKER.close, exitpriority=10)
 
 
 def _replay_in_worker(location: RunLocation) -> RunResult:
@@ -637,6 +638,8 @@ def _replay(
             yield result
             if progress:
                 progress(done, total)
+        pool.close()  # let the workers exit normally, so they close (and delete) their gates
+        pool.join()
 
 
 def _can_fork() -> bool:

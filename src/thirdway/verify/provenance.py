@@ -4,7 +4,9 @@ This check ignores what the chain says about origins and asks the record instead
 chain and a lying one get the same answer. For every scalar in the action's arguments it finds
 the observations (of this session, before the proposal) that contain it — normalised text, and
 numbers and dates by value (``98.7`` is found as ``"98.70"``, ``2024-05-15`` as
-``"May 15, 2024"``) — and classifies the value by the most trusted of them:
+``"May 15, 2024"``), links also without their scheme (``http://www.x.com`` is found as the whole
+link ``www.x.com``: see :mod:`thirdway.verify.search`) — and classifies the value by the most
+trusted of them:
 
 * ``principal`` — an instruction contains it;
 * ``designated`` — a tool result contains it, and the call producing that result was itself
@@ -40,7 +42,7 @@ from thirdway.verify.issues import Issue, issue
 from thirdway.verify.normalize import normalize
 from thirdway.verify.policy import JsonKind
 from thirdway.verify.record import Record, text_of
-from thirdway.verify.search import has_date, has_number
+from thirdway.verify.search import has_date, has_number, has_url
 from thirdway.verify.transforms import number_value, parse_date, show
 
 ACCEPTS: dict[ProvenanceRule, frozenset[Provenance]] = {
@@ -64,7 +66,7 @@ def contains(obs: Observation, value: Scalar) -> bool:
     """Does the observation hold the value (normalised text, or numbers/dates by value)?"""
     if isinstance(value, str):
         text = normalize(value)
-        if text in text_of(obs):
+        if text in text_of(obs) or has_url(text_of(obs), text):
             return True
         day = parse_date(text)
         return day is not None and has_date(text_of(obs), day)

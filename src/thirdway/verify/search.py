@@ -13,6 +13,12 @@ per value matches exactly the numerals with that value, and runs at C speed over
   mention 50).
 * a date: the forms of the ``date`` transform (``2024-01-05``, ``5 January 2024``,
   ``Jan 5th, 2024``, ``5th of January, 2024``, …), month names in any case.
+* a link: an argument ``http://www.x.com/page`` (or ``https://``, or with a trailing ``/``) was
+  written by whoever wrote ``www.x.com/page``: models add the scheme to a link the user typed
+  without one. Only the scheme and one trailing ``/`` are dropped; the rest (host and path) must
+  occur exactly, as a whole link: not inside a longer host (``evil.www.x.com``,
+  ``www.x.com.evil.net``), a longer path (``www.x.com/page/2``), an address (``a@www.x.com``), or
+  after another scheme (``ftp://``).
 """
 
 from __future__ import annotations
@@ -85,6 +91,33 @@ def date_pattern(day: dt.date) -> re.Pattern[str]:
         f"(?<![a-z]){month} {number},? {year}",
     ]
     return re.compile(r"(?<!\d)(?:" + "|".join(forms) + r")(?!\d)", re.IGNORECASE | re.ASCII)
+
+
+_URL = re.compile(r"https?://(?P<bare>\S+?)/?", re.IGNORECASE)
+
+
+def url_without_scheme(value: str) -> str | None:
+    """The host and path of a link ``http(s)://host/path[/]``, or None if ``value`` is none."""
+    found = _URL.fullmatch(value)
+    return found.group("bare") if found is not None and found.group("bare") else None
+
+
+@lru_cache(maxsize=4096)
+def bare_url_pattern(bare: str) -> re.Pattern[str]:
+    """``bare`` as a whole link: after nothing link-like (or right after ``http(s)://``), with at
+    most a trailing ``/``, and not continued by more host, path, port or query."""
+    before = r"(?:(?<=http://)|(?<=https://)|(?<![\w.\-/@:]))"
+    after = r"/?(?![\w\-]|[./?#=&%:+~@][\w])"
+    return re.compile(before + re.escape(bare) + after)
+
+
+def has_url(text: str, value: str) -> bool:
+    """Is the link ``value`` written in ``text``, perhaps without its scheme (module docstring)?
+    Host and path are compared exactly, as the verifier compares all text."""
+    bare = url_without_scheme(value)
+    if bare is None or bare not in text:
+        return False
+    return bare_url_pattern(bare).search(text) is not None
 
 
 def has_number(text: str, value: Decimal) -> bool:

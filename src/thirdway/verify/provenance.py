@@ -14,7 +14,8 @@ trusted of them:
   so designation flows transitively from the principal through the tools it pointed at);
 * ``undesignated`` — only other tool results contain it;
 * ``unknown`` — no observation contains it (a transformed or invented value);
-* ``composed`` — a value the chain says the agent wrote itself, or a boolean/null.
+* ``composed`` — a value the chain says the agent wrote itself, or a boolean/null (which the
+  manifest rules then skip: a null or a flag carries no data to trace).
 
 A composed value inherits from its justification: if the record finds it verbatim in principal
 (or designated) text it is that; otherwise, if it, or anything its justifying step and that
@@ -186,8 +187,17 @@ RANK: dict[Provenance, int] = {
 }
 
 
+def carries_no_data(value: Scalar) -> bool:
+    """A null (``cc: null``: no copy) or a boolean (a flag) names no recipient, account or text,
+    so no provenance rule applies to it: an argument is judged by the data it carries. (An
+    empty list has no leaves at all.) Whether a flag's *effect* is wanted is for the manifest's
+    risk and the authorization policy, as for designation (``designation_neutral_kinds``)."""
+    return value is None or isinstance(value, bool)
+
+
 def check(ctx: Context) -> list[Issue]:
-    """One ``provenance_violation`` per argument whose value breaks its manifest rule."""
+    """One ``provenance_violation`` per argument whose value breaks its manifest rule; leaves
+    that carry no data (:func:`carries_no_data`) are not judged."""
     manifest = ctx.manifest
     if manifest is None:
         return []
@@ -198,6 +208,8 @@ def check(ctx: Context) -> list[Issue]:
         if rule.provenance == "any" or name not in ctx.proposal.action.args:
             continue
         for leaf in ctx.walk.by_argument.get(name, []):
+            if carries_no_data(leaf.value):
+                continue
             origin = sources.origin(ctx, leaf)
             if origin.kind not in ACCEPTS[rule.provenance]:
                 issues.append(_violation(leaf, origin, rule.provenance, rule.on_violation))

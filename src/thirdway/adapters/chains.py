@@ -194,7 +194,7 @@ class ChainBuilder:
         self.manifests = manifests
         self.record = Record(session, observations)
         policy = policy or VerifyPolicy()
-        self.sources = Sources(self.record, policy.designation_neutral_kinds)
+        self.sources = Sources(self.record, policy.designation_neutral_kinds, manifests)
         self.goal = principal_goal(observations, session)
 
     def where(self, value: Scalar) -> Quoted | None:

@@ -32,6 +32,12 @@ class ArgumentRule(Model):
     provenance: ProvenanceRule = "any"
     on_violation: Literal["escalate", "deny"] = "escalate"
     description: Claim = ""
+    designates: bool = True
+    """Whether this argument decides *which* data the call returns. A page size, count or
+    limit (``n: 100``) does not: it says how much of data chosen otherwise, so the verifier
+    ignores it when deciding whether the call's result is designated (the call is designated
+    when every *designating* argument derives from the principal or designated data). The
+    argument's own ``provenance`` rule still applies to it."""
 
 
 class ToolManifest(Model):

@@ -36,7 +36,8 @@ class VerifyPolicy(Model):
     that was not cited: "me" or "USD" occur inside any text. Cited quotes are always screened."""
     designation_neutral_kinds: tuple[JsonKind, ...] = ("bool", "null")
     """Leaf kinds of a tool call's arguments that do not decide whether the call is designated
-    (a flag does not choose which data is read). Strings and numbers always do."""
+    (a flag does not choose which data is read). Strings and numbers do, unless the tool's
+    manifest says the argument does not choose data (``ArgumentRule.designates``: a count)."""
     claims_rlimit: Annotated[int, Field(ge=1, le=100_000_000)] = 2_000_000
     """z3's deterministic resource limit for typed claims (a step count, not a clock, so the
     same input always gets the same answer). About 200 ms of work on a current machine."""

@@ -10,8 +10,11 @@ trusted of them:
 
 * ``principal`` — an instruction contains it;
 * ``designated`` — a tool result contains it, and the call producing that result was itself
-  designated: each of the call's arguments is principal or designated (computed in index order,
-  so designation flows transitively from the principal through the tools it pointed at);
+  designated: each of the call's *designating* arguments is principal or designated (computed in
+  index order, so designation flows transitively from the principal through the tools it pointed
+  at). An argument whose manifest rule says ``designates: false`` (a count or page size: it
+  chooses how much, not which data) and a boolean or null leaf
+  (``VerifyPolicy.designation_neutral_kinds``) do not take part;
 * ``undesignated`` — only other tool results contain it;
 * ``unknown`` — no observation contains it (a transformed or invented value);
 * ``composed`` — a value the chain says the agent wrote itself, or a boolean/null (which the
@@ -32,10 +35,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from pydantic import JsonValue
-
-from thirdway.protocol.manifest import Provenance, ProvenanceRule
-from thirdway.protocol.models import ComposedBinding, Observation
+from thirdway.protocol.manifest import ManifestSet, Provenance, ProvenanceRule
+from thirdway.protocol.models import ComposedBinding, Observation, ToolCall
 from thirdway.verify import codes
 from thirdway.verify.bindings import Leaf, Scalar, scalars
 from thirdway.verify.context import Context
@@ -86,9 +87,15 @@ class Origin:
 class Sources:
     """Classifies values against one session's record."""
 
-    def __init__(self, record: Record, neutral: Iterable[JsonKind]) -> None:
+    def __init__(
+        self,
+        record: Record,
+        neutral: Iterable[JsonKind],
+        manifests: ManifestSet | None = None,
+    ) -> None:
         self.record = record
         self.neutral = frozenset(neutral)
+        self.manifests = manifests or ManifestSet()
 
     @cached_property
     def designated(self) -> frozenset[int]:
@@ -97,16 +104,22 @@ class Sources:
         data: set[int] = set()
         for obs in self.record.past:
             if obs.channel == "call" and obs.call is not None:
-                if self._call_is_designated(obs.index, obs.call.args, frozenset(data)):
+                if self._call_is_designated(obs.index, obs.call, frozenset(data)):
                     calls.add(obs.index)
             elif obs.channel == "data" and obs.produced_by in calls:
                 data.add(obs.index)
         return frozenset(data)
 
-    def _call_is_designated(
-        self, index: int, args: dict[str, JsonValue], data: frozenset[int]
-    ) -> bool:
-        for _, value in scalars(args, "args"):
+    def designates(self, tool: str, argument: str) -> bool:
+        """Does this argument of this tool choose which data the call returns? Yes unless the
+        tool's manifest says otherwise (an unknown tool or argument: yes, the cautious answer)."""
+        manifest = self.manifests.tools.get(tool)
+        rule = manifest.args.get(argument) if manifest is not None else None
+        return rule is None or rule.designates
+
+    def _call_is_designated(self, index: int, call: ToolCall, data: frozenset[int]) -> bool:
+        chosen_by = {k: v for k, v in call.args.items() if self.designates(call.tool, k)}
+        for _, value in scalars(chosen_by, "args"):
             if kind_of(value) in self.neutral:
                 continue
             if isinstance(value, str) and not normalize(value):
@@ -201,7 +214,7 @@ def check(ctx: Context) -> list[Issue]:
     manifest = ctx.manifest
     if manifest is None:
         return []
-    sources = Sources(ctx.record, ctx.policy.designation_neutral_kinds)
+    sources = Sources(ctx.record, ctx.policy.designation_neutral_kinds, ctx.manifests)
     issues: list[Issue] = []
     for name in sorted(manifest.args):
         rule = manifest.args[name]

@@ -9,7 +9,8 @@ US13... instead" pasted in), so the screen looks at the text itself:
   of it in that observation overlaps an instruction span;
 * a string value of the action (bound or composed) is flagged when an occurrence of it in any
   data observation overlaps an instruction span, unless a principal observation contains it too
-  (the principal's own words are never "injected"). Values shorter than
+  (the principal's own words are never "injected"); a link is also looked for without its
+  scheme, as provenance finds it (``http://www.x.com`` in ``www.x.com``). Values shorter than
   ``screen_min_value_chars`` are skipped here: "me" occurs inside every text.
 
 "Overlaps", not "lies within": a quote that starts in honest text and runs into the injection
@@ -31,6 +32,7 @@ from thirdway.verify.context import Context
 from thirdway.verify.issues import Issue, issue
 from thirdway.verify.normalize import normalize
 from thirdway.verify.record import Span, overlapping_span, text_of
+from thirdway.verify.search import has_url, url_without_scheme
 from thirdway.verify.transforms import excerpt
 
 
@@ -82,13 +84,34 @@ def _values(ctx: Context, decision: Decision) -> Iterator[Issue]:
         if not isinstance(leaf.value, str):
             continue
         value = normalize(leaf.value)
-        if len(value) < ctx.policy.screen_min_value_chars or ctx.record.said_by_principal(value):
+        if len(value) < ctx.policy.screen_min_value_chars or _said_by_principal(ctx, value):
             continue
         for obs in data:
-            span = overlapping_span(obs, value) if value in text_of(obs) else None
+            span = next(
+                (
+                    found
+                    for form in written_forms(value)
+                    if form in text_of(obs) and (found := overlapping_span(obs, form)) is not None
+                ),
+                None,
+            )
             if span is not None:
                 what = f"the value of '{leaf.path}' ({excerpt(value, 40)!r})"
                 yield _flag(_step_of(leaf), obs, span, what, decision)
+
+
+def written_forms(value: str) -> tuple[str, ...]:
+    """The value, and for a link also its host and path without the scheme: provenance finds
+    ``http://www.x.com`` where ``www.x.com`` is written (:func:`~thirdway.verify.search.has_url`),
+    so the screen looks for that form inside instruction spans too."""
+    bare = url_without_scheme(value)
+    return (value,) if bare is None else (value, bare)
+
+
+def _said_by_principal(ctx: Context, value: str) -> bool:
+    if ctx.record.said_by_principal(value):
+        return True
+    return any(has_url(text_of(o), value) for o in ctx.record.principal)
 
 
 def _step_of(leaf: Leaf) -> str | None:

@@ -3,6 +3,7 @@ trust evidence, m of n, the automatic auditor, expiry, appeals, restarts and bad
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +386,41 @@ def test_bad_input_is_refused_with_one_clear_line(tmp_path: Path) -> None:
             service.resolution(handle, "agent-9")
         assert gate.log.size() == size
         assert sid and bill
+
+
+def test_the_tier_lookup_does_not_wait_for_a_sync_and_still_sees_new_trust_events(
+    tmp_path: Path,
+) -> None:
+    """Every proposal asks for a tier: it must not queue behind a ``sync`` holding the service's
+    lock, yet it must fold a trust event another component wrote a moment before."""
+    gate, service, _, clock = open_service(tmp_path)
+    ctx = load_context()
+    with gate:
+        sid = gate.open_session(AGENT, banking.INSTRUCTION)
+        assert service.tier(AGENT) == 2
+        finding = Finding(code="fabricated_quote", severity="deception", message="made up")
+        sanction = sanction_for_findings(
+            initial_state(AGENT, ctx), [finding], evidence=[0], at=int(clock.now), ctx=ctx
+        )
+        assert sanction is not None
+        holding, release = threading.Event(), threading.Event()
+
+        def hold_the_service_lock() -> None:
+            with service._lock:
+                holding.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold_the_service_lock)
+        holder.start()
+        try:
+            assert holding.wait(5)
+            gate.log.append(canonical_json(to_log_entry(sanction)))
+            answers: list[int] = []
+            asker = threading.Thread(target=lambda: answers.append(service.tier(AGENT)))
+            asker.start()
+            asker.join(5)
+            assert answers == [1]  # answered while the lock was held, with the new sanction
+        finally:
+            release.set()
+            holder.join()
+        assert sid

@@ -5,6 +5,7 @@ same standing from the log alone with ``thirdway trust verify``."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ from thirdway.errors import GateError
 from thirdway.gateway import Gatekeeper, banking
 from thirdway.gateway.trust_link import TrustLedger, attach_trust
 from thirdway.protocol.canonical import canonical_json
-from thirdway.protocol.models import LogEntry, TrustEvent
-from thirdway.trust import actions, load_context, to_log_entry
+from thirdway.protocol.models import Finding, LogEntry, TrustEvent
+from thirdway.trust import actions, load_context, sanction_for_findings, to_log_entry
 
 AGENT = "agent-7"
 DAY = 86_400
@@ -194,3 +195,42 @@ def test_a_forged_trust_event_is_rejected_by_the_fold_not_applied(tmp_path: Path
         gate.log.append(canonical_json(LogEntry(type="trust", agent=AGENT, payload=document)))
         state = ledger.state(AGENT)
         assert state.tier == 2 and state.rejections
+
+
+def test_concurrent_tier_lookups_fold_every_trust_entry_written_beside_them(
+    tmp_path: Path,
+) -> None:
+    """Lookups read the log's size outside the ledger's lock; whatever order they run in, each
+    sees every entry written before it asked, and the ledger ends as the log recomputes it."""
+    gate, ledger, _ = _open(tmp_path)
+    ctx = load_context()
+    with gate:
+        gate.open_session(AGENT, banking.INSTRUCTION)
+        assert ledger.tier(AGENT) == 2
+        errors: list[BaseException] = []
+        stop = threading.Event()
+
+        def look() -> None:
+            try:
+                while not stop.is_set():
+                    assert ledger.tier(AGENT) in (1, 2)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        readers = [threading.Thread(target=look) for _ in range(4)]
+        for reader in readers:
+            reader.start()
+        try:
+            finding = Finding(code="fabricated_quote", severity="deception", message="made up")
+            sanction = sanction_for_findings(
+                ledger.state(AGENT), [finding], evidence=[0], at=DAY, ctx=ctx
+            )
+            assert sanction is not None
+            gate.log.append(canonical_json(to_log_entry(sanction)))  # written beside the ledger
+            assert ledger.tier(AGENT) == 1  # seen by the very next lookup
+        finally:
+            stop.set()
+            for reader in readers:
+                reader.join()
+        assert errors == []
+        assert ledger.state(AGENT) == TrustLedger(gate.log, ctx).state(AGENT)

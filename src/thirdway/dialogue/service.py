@@ -247,10 +247,13 @@ class DialogueService:
         return proposal, before, verdict, decision
 
     def tier(self, agent: str) -> int:
-        """The agent's trust tier as the log's trust events make it (a ``TierSource``)."""
-        with self._lock:
-            self.store.refresh()
-            return self.store.feed.tier(agent)
+        """The agent's trust tier as the log's trust events make it (a ``TierSource``).
+
+        Asked on every proposal, so it takes only the store's lock, not the service's: a
+        ``sync`` in progress (which holds the service's lock across its appends) must not stall
+        every gated action, and the store folds whatever the log holds when this is called,
+        trust events of other components and processes included."""
+        return self.store.tier(agent)
 
     def trust(self, agent: str) -> tuple[TrustState, list[TierPoint]]:
         """The agent's trust state and its tier after each trust event, from the log."""

@@ -105,13 +105,24 @@ class DialogueStore:
     # ------------------------------------------------------------------ folding
 
     def refresh(self) -> int:
-        """Fold the entries appended since the last refresh; returns the new size."""
+        """Fold the entries appended since the last refresh; returns the new size.
+
+        The log's size is read before taking the store's lock: reading it waits while a
+        commit is being made durable, and holding the lock meanwhile would queue every other
+        reader behind that one commit. Each caller still folds at least every entry that was
+        in the log when it called (a caller that finds the store already further is done)."""
+        size = self.log.size()
         with self._lock:
-            size = self.log.size()
             for index in range(self.size, size):
                 self._fold(index, self._entry(index))
                 self.size = index + 1
             return self.size
+
+    def tier(self, agent: str) -> int:
+        """The agent's tier as every trust entry in the log when this is called makes it."""
+        self.refresh()
+        with self._lock:
+            return self.feed.tier(agent)
 
     def _entry(self, index: int) -> LogEntry:
         raw = self.log.entry(index)

@@ -68,9 +68,14 @@ class TrustLedger:
     # ------------------------------------------------------------------ reading
 
     def state(self, agent: str) -> TrustState:
-        """The agent's trust state as of the last trust entry in the log."""
+        """The agent's trust state as of the last trust entry in the log.
+
+        The log's size is read before taking the lock (reading it waits while a commit is made
+        durable; holding the lock meanwhile would queue every session's tier lookup behind
+        that one commit). Every entry in the log when this was called is folded first."""
+        size = self.log.size()
         with self._lock:
-            self._catch_up()
+            self._catch_up(size)
             return self._state(agent)
 
     def tier(self, agent: str) -> int:
@@ -156,9 +161,13 @@ class TrustLedger:
         append([to_log_entry(event) for event in events])
         self._catch_up()
 
-    def _catch_up(self) -> None:
-        """Fold every trust entry appended since the last look, in log order."""
-        size = self.log.size()
+    def _catch_up(self, size: int | None = None) -> None:
+        """Fold every trust entry appended since the last look, in log order: up to ``size``
+        (read by the caller) or, by default, to the log's size now."""
+        if size is None:
+            size = self.log.size()
+        if size <= self._seen:
+            return  # another caller has folded at least this far
         for index in range(self._seen, size):
             try:
                 entry = LogEntry.model_validate_json(self.log.entry(index))

@@ -15,7 +15,9 @@ from thirdway.service.state import Services
 _bearer = HTTPBearer(auto_error=False, description="An API key: 'Authorization: Bearer tw_…'")
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """The process's services. ``async`` because it only reads ``app.state``: a plain ``def``
+    dependency costs a worker-thread round trip on every request."""
     found: Services = request.app.state.services
     return found
 
@@ -24,7 +26,7 @@ def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
-    svc = services(request)
+    svc: Services = request.app.state.services
     who = svc.keys.authenticate(credentials.credentials if credentials else None)
     request.state.principal = who.name
     return who

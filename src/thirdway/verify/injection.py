@@ -25,9 +25,11 @@ a new key or list item ends it) and Python ``repr`` / JSON (an escaped ``\\n`` o
 quoted item ends it).
 
 Pure, deterministic, and linear in the length of the text: each pattern starts with a literal so
-that the regex engine skips ahead in C; patterns use bounded repetitions only; the text between a
-span's trigger and its end is never searched again for triggers; every forward search for a
-paragraph end or a closing tag is memoised. An 8 MiB adversarial string takes well under a second.
+that the regex engine skips ahead in C; the patterns that open with the same character are searched
+together, as one alternation, so that a text is scanned a couple of dozen times rather than once
+per pattern; patterns use bounded repetitions only; the text between a span's trigger and its end
+is never searched again for triggers; every forward search for a paragraph end or a closing tag is
+memoised. An 8 MiB adversarial string takes well under a second.
 """
 
 from __future__ import annotations
@@ -510,6 +512,39 @@ def _compile_rules() -> tuple[_Rule, ...]:
 
 _RULES = _compile_rules()
 
+
+@dataclass(frozen=True)
+class _Group:
+    """Rules searched together: ``pattern`` is the alternation of their patterns.
+
+    An alternation matches at a position exactly when one of its branches does, so a search for
+    ``pattern`` finds the first position where *some* member matches, and each member's own
+    ``match`` there gives the match its own search would have found. Which rules share a group
+    therefore changes only the speed, never a result: grouping by first character lets the engine
+    skip to that character in C, and one scan then serves every rule of the group.
+    """
+
+    pattern: re.Pattern[str]
+    members: tuple[int, ...]  # indices into _RULES, ascending
+
+
+def _compile_groups() -> tuple[_Group, ...]:
+    by_lead: dict[str, list[int]] = {}
+    for index, rule in enumerate(_RULES):
+        source = rule.pattern.pattern
+        lead = source[:2] if source.startswith("\\") else source[:1]
+        by_lead.setdefault(lead, []).append(index)
+    return tuple(
+        _Group(
+            re.compile("|".join(f"(?:{_RULES[index].pattern.pattern})" for index in members)),
+            tuple(members),
+        )
+        for members in by_lead.values()
+    )
+
+
+_GROUPS = _compile_groups()
+
 _IGNORE_QUALIFIER = re.compile(
     r"(?<![a-z])(?:all|any|every|your|prior|previous|above|earlier|preceding|original|initial"
     r"|former|old|system)(?![a-z])"
@@ -853,38 +888,56 @@ def _lower(text: str) -> str:
 
 
 def _raw_spans(text: str) -> list[tuple[int, int, str]]:
-    """Spans of the triggers, in text order; a trigger inside an earlier span is skipped."""
+    """Spans of the triggers, in text order; a trigger inside an earlier span is skipped.
+
+    Triggers are taken in order of position, and at one position in the order of ``_RULES``; a
+    trigger the acceptance checks refuse does not cover anything, so later ones still count.
+    """
     scan = _Scan(text, _lower(text))
     low = scan.low
-    queue: list[tuple[int, int, re.Match[str]]] = []
-    for index, rule in enumerate(_RULES):
-        first = rule.pattern.search(low)
-        if first is not None:
-            queue.append((first.start(), index, first))
-    heapq.heapify(queue)
+    queue: list[tuple[int, int]] = []  # (where a group next matches, group index)
+    for number in range(len(_GROUPS)):
+        _push_group(queue, number, 0, low)
     spans: list[tuple[int, int, str]] = []
     covered = 0  # triggers starting before this lie inside a span already
     while queue:
-        start, index, match = heapq.heappop(queue)
-        rule = _RULES[index]
-        if start < covered or not scan.accept(rule, match):
-            _push_next(queue, index, max(covered, start + 1), low)
-            continue
-        if len(spans) >= MAX_SPANS:
-            # A text this full of instructions is hostile on its face: fail closed.
-            spans.append((start, len(text), rule.name))
-            return spans
-        span = _span(scan, rule, match)
-        spans.append(span)
-        covered = max(covered, span[1], match.end())
-        _push_next(queue, index, covered, low)
+        pos = queue[0][0]
+        here = [heapq.heappop(queue)[1]]
+        while queue and queue[0][0] == pos:
+            here.append(heapq.heappop(queue)[1])
+        if pos >= covered:
+            for index, match in _matches_at(here, pos, low):
+                rule = _RULES[index]
+                if pos < covered or not scan.accept(rule, match):
+                    continue
+                if len(spans) >= MAX_SPANS:
+                    # A text this full of instructions is hostile on its face: fail closed.
+                    spans.append((pos, len(text), rule.name))
+                    return spans
+                span = _span(scan, rule, match)
+                spans.append(span)
+                covered = max(covered, span[1], match.end())
+        for number in here:
+            _push_group(queue, number, max(covered, pos + 1), low)
     return spans
 
 
-def _push_next(queue: list[tuple[int, int, re.Match[str]]], index: int, pos: int, low: str) -> None:
-    following = _RULES[index].pattern.search(low, pos)
+def _matches_at(groups: list[int], pos: int, low: str) -> list[tuple[int, re.Match[str]]]:
+    """The matches of the rules of ``groups`` that start at ``pos``, in the order of ``_RULES``."""
+    found = []
+    for number in groups:
+        for index in _GROUPS[number].members:
+            match = _RULES[index].pattern.match(low, pos)
+            if match is not None:
+                found.append((index, match))
+    found.sort(key=lambda item: item[0])
+    return found
+
+
+def _push_group(queue: list[tuple[int, int]], number: int, pos: int, low: str) -> None:
+    following = _GROUPS[number].pattern.search(low, pos)
     if following is not None:
-        heapq.heappush(queue, (following.start(), index, following))
+        heapq.heappush(queue, (following.start(), number))
 
 
 def _span(scan: _Scan, rule: _Rule, match: re.Match[str]) -> tuple[int, int, str]:

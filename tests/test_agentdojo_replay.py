@@ -1,14 +1,17 @@
-"""The replay benchmark on a handful of recorded runs (tests/data/agentdojo-runs), end to end.
+"""The replay benchmark on a handful of recorded runs, end to end.
 
-The fixture runs are real recordings from AgentDojo's published runs: successful
+The runs are read from ``../shared/agentdojo-runs`` (AgentDojo's published runs, kept out of the
+repository) and copied into a temporary folder of their own: successful
 important_instructions attacks on gpt-4o (banking, slack, travel, workspace), no-attack runs of
 claude and gpt-4o, and a command-r-plus run that AgentDojo recorded as an error.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +30,49 @@ from thirdway.adapters.agentdojo_replay import (
     replay_all,
     withheld_value,
 )
-from thirdway.adapters.agentdojo_runs import LoadedRun, RunLocation, load_run, run_files
+from thirdway.adapters.agentdojo_runs import (
+    LoadedRun,
+    RunLocation,
+    default_runs_dir,
+    load_run,
+    run_files,
+)
 from thirdway.adapters.chains import ChainBuilder
 from thirdway.cli.main import app
 from thirdway.errors import InputError
 from thirdway.policy.manifests import load_manifests
 from thirdway.protocol.models import ToolCall
 
-RUNS = Path(__file__).parent / "data" / "agentdojo-runs"
+SUBSET = (
+    "gpt-4o-2024-05-13/banking/user_task_0/important_instructions/injection_task_0",
+    "gpt-4o-2024-05-13/banking/user_task_0/none/none",
+    "gpt-4o-2024-05-13/slack/user_task_1/important_instructions/injection_task_1",
+    "gpt-4o-2024-05-13/travel/user_task_0/important_instructions/injection_task_2",
+    "gpt-4o-2024-05-13/workspace/user_task_3/important_instructions/injection_task_1",
+    "claude-3-5-sonnet-20241022/slack/user_task_1/none/none",
+    "claude-3-5-sonnet-20241022/travel/user_task_3/none/none",
+    "command-r-plus/banking/user_task_9/important_instructions/injection_task_1",
+)
+
+
+def _subset_of_shared_runs() -> Path:
+    """Copy the runs this module replays out of ``../shared`` (fails loudly if it is missing)."""
+    shared = default_runs_dir()
+    if not shared.is_dir():
+        raise RuntimeError(
+            f"the recorded AgentDojo runs are missing: expected them in {shared} "
+            "(../shared/agentdojo-runs next to the repository)"
+        )
+    target = Path(tempfile.mkdtemp(prefix="thirdway-replay-runs-"))
+    atexit.register(shutil.rmtree, target, True)
+    for label in SUBSET:
+        destination = target / f"{label}.json"
+        destination.parent.mkdir(parents=True)
+        shutil.copy(shared / f"{label}.json", destination)
+    return target
+
+
+RUNS = _subset_of_shared_runs()
 MANIFESTS = load_manifests(None)
 ERRORED = "command-r-plus/banking/user_task_9/important_instructions/injection_task_1"
 

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from pydantic import ValidationError
 
@@ -100,6 +100,9 @@ from thirdway.protocol.models import (
 from thirdway.protocol.parse import describe
 from thirdway.verify import VerifyPolicy
 
+if TYPE_CHECKING:
+    from thirdway.ledger.leader import CheckpointLeader
+
 Clock = Callable[[], float]
 
 PROVENANCE_CODES: Final = frozenset(
@@ -116,6 +119,22 @@ MAX_REASON_CHARS: Final = 4096
 LOG_NAME: Final = "log.db"
 SPENT_NAME: Final = "spent.db"
 KEY_NAME: Final = "capability.key"
+LOG_KEY_NAME: Final = "log.key"
+"""A PostgreSQL log's checkpoint key, in the shared data folder (:meth:`Gatekeeper.open`)."""
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+class _Stopping:
+    """Something :meth:`Gatekeeper.close` must stop (the checkpoint leader's thread)."""
+
+    def __init__(self, leader: CheckpointLeader) -> None:
+        self._leader = leader
+
+    def close(self) -> None:
+        self._leader.stop()
 
 
 @dataclass(frozen=True)
@@ -198,7 +217,9 @@ class Gatekeeper:
         self._escalations: dict[str, Escalation] = state.escalations
         self._agents = {session.agent for session in state.sessions.values()}
         self._closed: set[str] = state.closed
-        self._owned: list[SQLiteSpentSet | TransparencyLog] = []
+        self._owned: list[Closeable] = []
+        self.checkpoint_leader: CheckpointLeader | None = None
+        """The checkpoint signer candidacy started by :meth:`open` (``checkpoint_every_s``)."""
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -207,17 +228,37 @@ class Gatekeeper:
         cls,
         data_dir: Path | str,
         *,
+        db: str | None = None,
         origin: str | None = None,
         durable_spends: bool = True,
+        checkpoint_every_s: float | None = None,
         **options: Any,
     ) -> Gatekeeper:
-        """A gatekeeper over ``data_dir`` (created if missing): ``log.db`` (the transparency log,
-        its checkpoint key ``log.db.key``), ``spent.db`` (the spent-set) and ``capability.key``
-        (the token signing key, mode 0600). Reopening the folder carries on where it stopped.
-        ``options`` are the constructor's keyword arguments."""
+        """A gatekeeper over ``data_dir`` (created if missing). Reopening carries on where it
+        stopped. ``options`` are the constructor's keyword arguments.
+
+        Without ``db`` (one machine, one process): ``data_dir`` holds ``log.db`` (the
+        transparency log, its checkpoint key ``log.db.key``), ``spent.db`` (the spent-set) and
+        ``capability.key`` (the token signing key, mode 0600).
+
+        With ``db`` a ``postgresql://`` URL (several gateway workers, one deployment): the log
+        and the spent-set live in that database, and ``data_dir`` keeps only the keys every
+        worker of the deployment shares: ``capability.key`` (a token minted by one worker is
+        checked by another) and ``log.key`` (whichever worker is elected signs checkpoints).
+        Give every worker a copy of the same folder. Sessions, open escalations, trust
+        standings and dialogues are not stored anywhere else: they are projections of the log,
+        which each worker follows. ``checkpoint_every_s`` starts a
+        :class:`~thirdway.ledger.leader.CheckpointLeader`: the one worker holding the leader
+        lock signs a checkpoint that often, and another takes over if it dies."""
         folder = Path(data_dir)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         issuer = load_or_create_issuer(folder / KEY_NAME)
+        if db is not None:
+            return cls._open_postgres(folder, db, issuer, origin, checkpoint_every_s, options)
+        if checkpoint_every_s is not None:
+            raise InputError(
+                "checkpoint_every_s elects a signer among several workers; it needs db="
+            )
         log = TransparencyLog.open(folder / LOG_NAME, origin=origin)
         spent: SQLiteSpentSet | None = None
         try:
@@ -229,6 +270,43 @@ class Gatekeeper:
             log.close()
             raise
         gate._owned = [spent, log]
+        return gate
+
+    @classmethod
+    def _open_postgres(
+        cls,
+        folder: Path,
+        db: str,
+        issuer: CapabilityIssuer,
+        origin: str | None,
+        checkpoint_every_s: float | None,
+        options: dict[str, Any],
+    ) -> Gatekeeper:
+        from thirdway.capability.spent_pg import PostgresSpentSet
+        from thirdway.ledger.leader import CheckpointLeader
+        from thirdway.ledger.open import is_postgres_url, open_log
+
+        if not isinstance(db, str) or not is_postgres_url(db):
+            raise InputError(
+                "db must be a postgresql:// URL (a single-process gatekeeper keeps its SQLite "
+                "log in data_dir: leave db out)"
+            )
+        log = open_log(db, key_path=folder / LOG_KEY_NAME, origin=origin)
+        owned: list[Closeable] = [log]
+        try:
+            spent = PostgresSpentSet(db)
+            owned.insert(0, spent)
+            gate = cls(log, issuer=issuer, spent_set=spent, **options)
+            if checkpoint_every_s is not None:
+                leader = CheckpointLeader(db, log, interval_s=checkpoint_every_s)
+                leader.start()
+                owned.insert(0, _Stopping(leader))
+                gate.checkpoint_leader = leader
+        except BaseException:
+            for resource in owned:
+                resource.close()
+            raise
+        gate._owned = owned
         return gate
 
     def close(self) -> None:

@@ -14,10 +14,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING
 
 from thirdway.errors import InputError, ProofError
 from thirdway.ledger.note import (
@@ -29,11 +26,21 @@ from thirdway.ledger.note import (
     check_key_name,
     compute_key_id,
     decode_base64,
+    ed25519_public_key,
+    ed25519_verifies,
     open_note,
     parse_vkey,
     sign_note,
     split_note,
 )
+
+if TYPE_CHECKING:
+    # Imported where keys are made or used, as in note.py: a process that never signs or
+    # verifies never loads cryptography.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = [
     "HASH_SIZE",
@@ -188,7 +195,7 @@ class CosignatureVerifier:
             raise InputError(f"Ed25519 public key for {name!r} must be 32 bytes")
         self._name = name
         self._raw = bytes(public_key)
-        self._public_key = Ed25519PublicKey.from_public_bytes(self._raw)
+        self._public_key: Ed25519PublicKey | None = None  # made on the first verify
         self._key_id = compute_key_id(name, SIG_TYPE_COSIGNATURE_V1, self._raw)
 
     @property
@@ -223,10 +230,12 @@ class CosignatureVerifier:
         if timestamp > MAX_TIMESTAMP:
             return False
         try:
-            self._public_key.verify(signature[8:], _cosigned_message(text, timestamp))
-        except (InvalidSignature, UnicodeEncodeError):
+            message = _cosigned_message(text, timestamp)
+        except UnicodeEncodeError:
             return False
-        return True
+        if self._public_key is None:
+            self._public_key = ed25519_public_key(self._raw)
+        return ed25519_verifies(self._public_key, signature[8:], message)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CosignatureVerifier):
@@ -249,7 +258,7 @@ class CosignatureSigner:
         check_key_name(name)
         self._name = name
         self._private_key = private_key
-        self._public_raw = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._public_raw = private_key.public_key().public_bytes_raw()
         self._key_id = compute_key_id(name, SIG_TYPE_COSIGNATURE_V1, self._public_raw)
 
     @property
@@ -262,6 +271,8 @@ class CosignatureSigner:
 
     @classmethod
     def generate(cls, name: str) -> CosignatureSigner:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(name, Ed25519PrivateKey.generate())
 
     def verifier(self) -> CosignatureVerifier:

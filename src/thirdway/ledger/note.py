@@ -21,13 +21,18 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING, Protocol
 
 from thirdway.errors import InputError, ProofError
+
+if TYPE_CHECKING:
+    # Imported where keys are made or used, not here: loading cryptography (and the OpenSSL in
+    # it) adds about 9 MiB to a process, which one that only appends to a log and serves proofs
+    # (everything that imports the log imports this module) never needs.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = [
     "MAX_NOTE_BYTES",
@@ -42,6 +47,8 @@ __all__ = [
     "check_key_name",
     "compute_key_id",
     "decode_base64",
+    "ed25519_public_key",
+    "ed25519_verifies",
     "open_note",
     "parse_vkey",
     "sign_note",
@@ -132,6 +139,24 @@ def parse_vkey(vkey: str) -> tuple[str, bytes, int, bytes]:
     return name, key_id, sig_type, public_key
 
 
+def ed25519_public_key(raw: bytes) -> Ed25519PublicKey:
+    """The Ed25519 public key object for 32 raw bytes (cryptography is imported on first use)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def ed25519_verifies(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is ``public_key``'s Ed25519 signature of ``message``."""
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        public_key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
 class Verifier(Protocol):
     """Anything that can check one key's signatures on a note text."""
 
@@ -167,7 +192,8 @@ class NoteVerifier:
             raise InputError(f"Ed25519 public key for {name!r} must be 32 bytes")
         self._name = name
         self._raw = bytes(public_key)
-        self._public_key = Ed25519PublicKey.from_public_bytes(self._raw)
+        # Made on the first verify (see the imports); any 32 bytes make a key object.
+        self._public_key: Ed25519PublicKey | None = None
         self._key_id = compute_key_id(name, SIG_TYPE_ED25519, self._raw)
 
     @property
@@ -202,10 +228,12 @@ class NoteVerifier:
         if len(signature) != _ED25519_SIG_BYTES:
             return False
         try:
-            self._public_key.verify(signature, text.encode("utf-8"))
-        except (InvalidSignature, UnicodeEncodeError):
+            message = text.encode("utf-8")
+        except UnicodeEncodeError:
             return False
-        return True
+        if self._public_key is None:
+            self._public_key = ed25519_public_key(self._raw)
+        return ed25519_verifies(self._public_key, signature, message)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, NoteVerifier):
@@ -228,7 +256,7 @@ class NoteSigner:
         check_key_name(name)
         self._name = name
         self._private_key = private_key
-        self._public_raw = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._public_raw = private_key.public_key().public_bytes_raw()
         self._key_id = compute_key_id(name, SIG_TYPE_ED25519, self._public_raw)
 
     @property
@@ -242,6 +270,8 @@ class NoteSigner:
     @classmethod
     def generate(cls, name: str) -> NoteSigner:
         """A new random key for ``name``."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(name, Ed25519PrivateKey.generate())
 
     @classmethod
@@ -249,6 +279,8 @@ class NoteSigner:
         """The key whose RFC 8032 32-byte private seed is ``seed``."""
         if len(seed) != _ED25519_KEY_BYTES:
             raise InputError("Ed25519 private key seed must be 32 bytes")
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(name, Ed25519PrivateKey.from_private_bytes(seed))
 
     @classmethod

@@ -16,6 +16,16 @@ spent (durably, in the spent-set) before the tool runs; the call, its result and
 record are written together when the tool returns. A crash in between leaves a spent nonce and
 a logged capability without an execution: the action must be proposed again, never run twice.
 
+Several workers (PostgreSQL, see :meth:`Gatekeeper.open`): every worker appends to one log, and
+the log is the only record of sessions, escalations, trust and dialogues there is. Before it
+acts on a session a worker catches up (:meth:`Gatekeeper.catch_up`: it applies what the other
+workers appended since it last looked), so a session opened on one worker can be continued on
+another and every proposal is verified against the session's whole record. A decision must not
+rest on a record that moved meanwhile: under the sequencer lock, just before the step's entries
+get their indices, the worker checks that no other worker wrote to that session since its
+catch-up; if one did, the attempt fails with :class:`StaleRecordError` and is redone (catch up,
+verify again) a few times before the caller gets the error to retry.
+
 Thread safety: sessions are independent; within one session steps run one at a time (a
 session lock, held while a tool runs); all appends go through the writer's one lock. Session
 state changes only after the append recording the change has returned, so a failed append
@@ -25,6 +35,7 @@ leaves memory and log agreeing.
 from __future__ import annotations
 
 import math
+import re
 import secrets
 import threading
 import time
@@ -32,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -74,10 +85,18 @@ from thirdway.gateway.outcomes import (
     denial_reason,
     escalation_reason,
 )
-from thirdway.gateway.sessions import MAX_SESSION_CHARS, Escalation, Session, State, rebuild
+from thirdway.gateway.sessions import (
+    MAX_SESSION_CHARS,
+    Escalation,
+    Projection,
+    Session,
+    StaleRecordError,
+    State,
+    touches_record,
+)
 from thirdway.gateway.tools import ToolRegistry, render_result
 from thirdway.gateway.verifiers import InProcessVerifier, Verifier, VerifierResult
-from thirdway.gateway.writer import Item, LogWriter
+from thirdway.gateway.writer import Check, Item, LogWriter
 from thirdway.ledger.log import TransparencyLog
 from thirdway.policy.authorize import (
     AuthorizationDecision,
@@ -104,6 +123,7 @@ if TYPE_CHECKING:
     from thirdway.ledger.leader import CheckpointLeader
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 PROVENANCE_CODES: Final = frozenset(
     {"provenance_violation", "cited_from_instruction", "instruction_from_data"}
@@ -116,6 +136,9 @@ LOGGED_REFUSALS: Final = frozenset(
 tried to use it for another call, elsewhere, late or again. Garbage tokens are refused without
 an entry: they say nothing about anyone, and logging them would let anyone grow the log."""
 MAX_REASON_CHARS: Final = 4096
+STALE_RETRIES: Final = 8
+"""How often a step is redone when other workers keep writing to its session meanwhile."""
+_READ_CHUNK: Final = 4096
 LOG_NAME: Final = "log.db"
 SPENT_NAME: Final = "spent.db"
 KEY_NAME: Final = "capability.key"
@@ -212,11 +235,17 @@ class Gatekeeper:
             verifier=issuer.verifier(), spent_set=spent_set, clock=clock
         )
         self._table_lock = threading.Lock()
-        state = self._rebuild()
+        state, size = self._rebuild()
         self._sessions: dict[str, Session] = state.sessions
         self._escalations: dict[str, Escalation] = state.escalations
         self._agents = {session.agent for session in state.sessions.values()}
         self._closed: set[str] = state.closed
+        # Following the other workers (a sequencing log only): the projection goes on from
+        # where the rebuild stopped, skipping the ranges this worker's writer committed.
+        self._follow_lock = threading.Lock()
+        self._cursor = size
+        self._own: list[range] = []
+        self._projection = Projection(state, deferred=True)
         self._owned: list[Closeable] = []
         self.checkpoint_leader: CheckpointLeader | None = None
         """The checkpoint signer candidacy started by :meth:`open` (``checkpoint_every_s``)."""
@@ -326,16 +355,106 @@ class Gatekeeper:
     ) -> None:
         self.close()
 
-    def _rebuild(self) -> State:
-        def read() -> Iterable[tuple[int, LogEntry]]:
-            for index in range(self.log.size()):
-                try:
-                    yield index, LogEntry.model_validate_json(self.log.entry(index))
-                except ValidationError as exc:
-                    what = "thirdway/1 log entry"
-                    raise LogError(f"log entry {index}: {describe(exc, what)}") from None
+    def _rebuild(self) -> tuple[State, int]:
+        """Sessions and escalations from the whole log, and the size they were read to."""
+        size = self.log.size()
+        projection = Projection()
+        for index, data in self._read(0, size):
+            projection.apply(index, _parse(index, data))
+        return projection.state, size
 
-        return rebuild(read())
+    def _read(self, start: int, stop: int) -> Iterable[tuple[int, bytes]]:
+        """Entries ``start <= index < stop``, a few thousand per read; every one must be there."""
+        expected = start
+        for first in range(start, stop, _READ_CHUNK):
+            for index, data in self.log.entries_between(first, min(first + _READ_CHUNK, stop)):
+                if index != expected:
+                    raise LogError(f"log entry {expected} is missing")
+                expected += 1
+                yield index, data
+        if expected != max(stop, start):
+            raise LogError(f"log entry {expected} is missing")
+
+    # ------------------------------------------------------------------ following other workers
+
+    def catch_up(self) -> int | None:
+        """Apply what other workers appended to the log since this one last looked; returns the
+        size caught up to, or ``None`` for a log only this process appends to (SQLite), which
+        has nothing to follow. Called before every step on a session; cheap when nothing new."""
+        if not self._writer.sequenced:
+            return None
+        with self._follow_lock:
+            return self._catch_up_locked()
+
+    def _catch_up_locked(self) -> int:
+        size, own = self._writer.settled()
+        self._own.extend(own)
+        if size > self._cursor:
+            projection = self._projection
+            for index, data in self._read(self._cursor, size):
+                if not any(index in mine for mine in self._own):
+                    log_entry = _parse(index, data)
+                    with self._table_lock:
+                        projection.apply(index, log_entry)
+                self._cursor = index + 1
+            projection.forget()  # ``size`` ends a batch: no later entry refers back into it
+            with self._table_lock:
+                self._agents.update(projection.new_agents)
+            projection.new_agents.clear()
+            self._own = [mine for mine in self._own if mine.stop > size]
+        return self._cursor
+
+    def _follow(self, session: Session) -> None:
+        """Catch up, then apply what other workers added to ``session`` (the caller holds its
+        lock) and note where this worker's view of it stands (:meth:`_check`)."""
+        if not self._writer.sequenced:
+            return
+        with self._follow_lock:
+            since = self._catch_up_locked()
+            queued, session.pending = session.pending, []
+        session.settle(queued)
+        session.since = since
+        with self._table_lock:
+            if self._sessions.get(session.id) is not session:
+                raise GateError(f"session {session.id!r} was closed (on another worker)")
+
+    def _check(self, session: Session, *, record_only: bool = False) -> Check | None:
+        """The writer's check for a step on ``session``: nothing another worker wrote to the
+        session since this worker's catch-up (``record_only``: no observation and no closing).
+        It runs under the sequencer lock, so whatever it lets through was decided on the
+        session's whole record."""
+        since = session.since
+        if since is None:
+            return None
+        sid = session.id
+        needle = sid.encode() if _PLAIN_ID.fullmatch(sid) else b""
+
+        def check(first: int) -> None:
+            for index, data in self.log.entries_between(since, first):
+                if needle not in data:
+                    continue
+                log_entry = _parse(index, data)
+                if log_entry.session == sid and touches_record(log_entry, record_only):
+                    raise StaleRecordError(
+                        f"session {sid!r} changed on another worker (log entry {index}, "
+                        f"{log_entry.type}) while this one decided; retry"
+                    )
+
+        return check
+
+    def _fresh(self, session: Session, step: Callable[[], T]) -> T:
+        """Run ``step`` (the caller holds the session's lock) on an up-to-date record, redone
+        while another worker writes to the session meanwhile (see the module docstring)."""
+        for _ in range(STALE_RETRIES):
+            self._follow(session)
+            try:
+                return step()
+            except StaleRecordError:
+                continue
+        raise StaleRecordError(
+            f"session {session.id!r} kept changing on other workers ({STALE_RETRIES} tries); "
+            "nothing was recorded for this step, retry"
+        )
 
     def append(self, entries: Sequence[LogEntry]) -> range:
         """Append ``entries`` to this gatekeeper's log in one durable batch; returns their
@@ -358,12 +477,20 @@ class Gatekeeper:
         first = observation(session=sid, index=0, channel="principal", content=instruction)
         session = Session(sid, agent)
         with session.lock:
+            session.since = self.catch_up()
             with self._table_lock:
                 if sid in self._sessions or sid in self._closed:
                     raise GateError(f"session {sid!r} already exists")
                 self._sessions[sid] = session
             try:
-                self._writer.append([observation_entry(first, agent)])
+                self._writer.append([observation_entry(first, agent)], check=self._check(session))
+            except StaleRecordError:
+                with self._table_lock:
+                    if self._sessions.get(sid) is session:
+                        del self._sessions[sid]
+                raise GateError(
+                    f"session {sid!r} already exists (opened on another worker)"
+                ) from None
             except BaseException:
                 with self._table_lock:
                     del self._sessions[sid]
@@ -385,7 +512,8 @@ class Gatekeeper:
     ) -> int:
         """Record one observation that reached the agent from elsewhere; returns its index."""
         session = self._session(session_id, agent)
-        with session.lock:
+
+        def step() -> int:
             index = len(session.observations)
             recorded = observation(
                 session=session.id,
@@ -398,9 +526,14 @@ class Gatekeeper:
             if recorded.produced_by is not None:
                 _check_produced_by(session, recorded.produced_by)
             _check_room(session, [recorded])
-            self._writer.append([observation_entry(recorded, session.agent)])
+            self._writer.append(
+                [observation_entry(recorded, session.agent)], check=self._check(session)
+            )
             session.add([recorded])
-        return index
+            return index
+
+        with session.lock:
+            return self._fresh(session, step)
 
     def record_tool_result(
         self,
@@ -413,7 +546,8 @@ class Gatekeeper:
         """Record a tool call made elsewhere and its result, in one durable batch; returns the
         indices of the call and of the data observation."""
         session = self._session(session_id, agent)
-        with session.lock:
+
+        def step() -> tuple[int, int]:
             index = len(session.observations)
             pair = [
                 observation(session=session.id, index=index, channel="call", call=call),
@@ -426,14 +560,20 @@ class Gatekeeper:
                 ),
             ]
             _check_room(session, pair)
-            self._writer.append([observation_entry(o, session.agent) for o in pair])
+            self._writer.append(
+                [observation_entry(o, session.agent) for o in pair], check=self._check(session)
+            )
             session.add(pair)
-        return index, index + 1
+            return index, index + 1
+
+        with session.lock:
+            return self._fresh(session, step)
 
     def observations(self, session_id: str) -> tuple[Observation, ...]:
         """The session's record so far: what its proposals are verified against."""
         session = self._session(session_id)
         with session.lock:
+            self._follow(session)
             return tuple(session.observations)
 
     def session_agent(self, session_id: str) -> str:
@@ -445,14 +585,21 @@ class Gatekeeper:
         gatekeeper does not load it either). Its tokens can no longer be used here. A session
         with an open escalation cannot be closed until an auditor has answered."""
         session = self._session(session_id, agent)
-        with session.lock:
+
+        def step() -> None:
             with self._table_lock:
                 if any(e.session == session.id for e in self._escalations.values()):
                     raise GateError(f"session {session.id!r} has an open escalation")
-            self._writer.append([log_entries.session_closed_entry(session.id, session.agent)])
+            self._writer.append(
+                [log_entries.session_closed_entry(session.id, session.agent)],
+                check=self._check(session),
+            )
             with self._table_lock:
                 self._sessions.pop(session.id, None)
                 self._closed.add(session.id)
+
+        with session.lock:
+            self._fresh(session, step)
 
     # ------------------------------------------------------------------ proposals
 
@@ -478,27 +625,29 @@ class Gatekeeper:
             )
         manifest = self._manifest(parsed.action.tool)
         with session.lock:
-            recorded_before = len(session.observations)
-            started = time.perf_counter_ns()
-            proposal_bytes = entry_bytes(proposal_entry(parsed, session.agent, recorded_before))
-            self._time("log", time.perf_counter_ns() - started)
-            result = self._verify(session, parsed, recorded_before)
-            if isinstance(result, str):
-                return self._no_verdict(session, parsed, proposal_bytes, result)
-            request = self._request(session, manifest, parsed, result.verdict)
-            if isinstance(request, str):
-                outcome: Outcome = self._no_decision(
-                    session, parsed, proposal_bytes, result, request
-                )
-            else:
-                decision = self._authorize(request)
-                outcome = self._conclude(session, parsed, proposal_bytes, result, decision)
-            if result.verdict.verdict == "pass":
-                session.history.append(parsed)
-            if any(finding.severity == "deception" for finding in result.verdict.findings):
-                assert outcome.proposal_index is not None
-                evidence = [outcome.proposal_index, outcome.proposal_index + 1]
-                self._sanction(session, result.verdict.findings, evidence)
+            return self._fresh(session, lambda: self._decide(session, parsed, manifest))
+
+    def _decide(self, session: Session, parsed: Proposal, manifest: ToolManifest) -> Outcome:
+        """One attempt at a proposal (the caller holds the session's lock and has caught up)."""
+        recorded_before = len(session.observations)
+        started = time.perf_counter_ns()
+        proposal_bytes = entry_bytes(proposal_entry(parsed, session.agent, recorded_before))
+        self._time("log", time.perf_counter_ns() - started)
+        result = self._verify(session, parsed, recorded_before)
+        if isinstance(result, str):
+            return self._no_verdict(session, parsed, proposal_bytes, result)
+        request = self._request(session, manifest, parsed, result.verdict)
+        if isinstance(request, str):
+            outcome: Outcome = self._no_decision(session, parsed, proposal_bytes, result, request)
+        else:
+            decision = self._authorize(request)
+            outcome = self._conclude(session, parsed, proposal_bytes, result, decision)
+        if result.verdict.verdict == "pass":
+            session.history.append(parsed)
+        if any(finding.severity == "deception" for finding in result.verdict.findings):
+            assert outcome.proposal_index is not None
+            evidence = [outcome.proposal_index, outcome.proposal_index + 1]
+            self._sanction(session, result.verdict.findings, evidence)
         return outcome
 
     def _verify(
@@ -550,7 +699,8 @@ class Gatekeeper:
             lambda p: [
                 proposal_bytes,
                 log_entries.verdict_error_entry(proposal, session.agent, p, name, error),
-            ]
+            ],
+            check=self._check(session),
         )
         return Denied(
             reason=f"no verdict could be had ({error}); nothing was granted, propose again",
@@ -570,7 +720,8 @@ class Gatekeeper:
                 proposal_bytes,
                 self._verdict_entry(proposal, session, p, result),
                 log_entries.decision_entry(session.id, session.agent, p, p + 1, None, error=error),
-            ]
+            ],
+            check=self._check(session),
         )
         return Denied(
             reason=f"the action cannot be authorized: {error}",
@@ -606,7 +757,7 @@ class Gatekeeper:
                 items.append(log_entries.escalation_entry(session.id, session.agent, handle, p))
             return items
 
-        p = self._writer.append_at(build).start
+        p = self._writer.append_at(build, check=self._check(session)).start
         if decision.outcome == "allow":
             self._time("mint", minted[0].nanoseconds)
             return Granted(
@@ -673,6 +824,7 @@ class Gatekeeper:
 
     def escalation(self, handle: str) -> Escalation:
         """The open escalation ``handle`` (what an auditor reviews)."""
+        self.catch_up()
         with self._table_lock:
             found = self._escalations.get(handle) if isinstance(handle, str) else None
         if found is None:
@@ -681,6 +833,7 @@ class Gatekeeper:
 
     def open_escalations(self) -> list[str]:
         """Handles of the escalations waiting for an auditor."""
+        self.catch_up()
         with self._table_lock:
             return sorted(self._escalations)
 
@@ -700,29 +853,39 @@ class Gatekeeper:
         escalation = self.escalation(handle)
         session = self._session(escalation.session)
         with session.lock:
+            return self._fresh(
+                session,
+                lambda: self._answer_once(session, escalation, auditor, reason, approve=approve),
+            )
+
+    def _answer_once(
+        self, session: Session, escalation: Escalation, auditor: str, reason: str, *, approve: bool
+    ) -> Outcome:
+        """One attempt at an auditor's answer (the caller holds the session's lock)."""
+        handle = escalation.handle
+        with self._table_lock:
+            if self._escalations.get(handle) is not escalation:
+                raise GateError(f"escalation {handle!r} was resolved meanwhile")
+        if auditor in escalation.approvers:
+            raise GateError(f"auditor {auditor!r} already approved {handle!r}")
+        approvals = len(escalation.approvers) + (1 if approve else 0)
+        request = AuthorizationRequest.build(
+            **{
+                **escalation.request.model_dump(),
+                "tier": self.tiers.tier(escalation.agent),
+                "dialogue": "approved" if approve else "denied",
+                "approvals": approvals,
+            }
+        )
+        decision = self._authorize(request)
+        written, minted = self._record_answer(
+            session, escalation, auditor, reason, approve, decision
+        )
+        if approve:
+            escalation.approvers.append(auditor)
+        if decision.outcome != "needs_dialogue":
             with self._table_lock:
-                if self._escalations.get(handle) is not escalation:
-                    raise GateError(f"escalation {handle!r} was resolved meanwhile")
-            if auditor in escalation.approvers:
-                raise GateError(f"auditor {auditor!r} already approved {handle!r}")
-            approvals = len(escalation.approvers) + (1 if approve else 0)
-            request = AuthorizationRequest.build(
-                **{
-                    **escalation.request.model_dump(),
-                    "tier": self.tiers.tier(escalation.agent),
-                    "dialogue": "approved" if approve else "denied",
-                    "approvals": approvals,
-                }
-            )
-            decision = self._authorize(request)
-            written, minted = self._record_answer(
-                session, escalation, auditor, reason, approve, decision
-            )
-            if approve:
-                escalation.approvers.append(auditor)
-            if decision.outcome != "needs_dialogue":
-                with self._table_lock:
-                    self._escalations.pop(handle, None)
+                self._escalations.pop(handle, None)
         return self._answer_outcome(escalation, auditor, reason, decision, written, minted)
 
     def _record_answer(
@@ -766,7 +929,7 @@ class Gatekeeper:
                 items.append(log_entries.capability_entry(minted[0].claims, p, d + 1))
             return items
 
-        written = self._writer.append_at(build)
+        written = self._writer.append_at(build, check=self._check(session))
         if minted:
             self._time("mint", minted[0].nanoseconds)
         return written, (minted[0] if minted else None)
@@ -815,6 +978,7 @@ class Gatekeeper:
 
     def _check_auditor(self, auditor: str) -> str:
         auditor = valid_id(auditor, "auditor id")
+        self.catch_up()  # an agent seen only on another worker is still an agent
         with self._table_lock:
             is_agent = auditor in self._agents
         if is_agent:
@@ -845,6 +1009,7 @@ class Gatekeeper:
             hosted = ", ".join(self.tools.names()) or "none"
             raise GateError(f"tool {parsed.tool!r} is not hosted here (hosted: {hosted})")
         with session.lock:
+            self._follow(session)
             index = len(session.observations)
             if index + 2 > MAX_OBSERVATIONS:
                 raise GateError(f"session {session.id!r} holds the most observations allowed")
@@ -859,12 +1024,13 @@ class Gatekeeper:
             data_obs = self._result_observation(session, index + 1, content)
             if data_obs.content != content:  # the result could not be recorded as it was
                 value, content, error = None, data_obs.content or "", data_obs.content
-            written = self._writer.append(
+            written = self._record_execution(
+                session,
                 [
                     observation_entry(call_obs, session.agent),
                     observation_entry(data_obs, session.agent),
                     log_entries.execution_entry(claims, parsed.tool, index, error),
-                ]
+                ],
             )
             session.add([call_obs, data_obs])
             if error is None and self.on_executed is not None:
@@ -887,6 +1053,18 @@ class Gatekeeper:
             result_index=index + 1,
             log_index=written.start + 2,
         )
+
+    def _record_execution(self, session: Session, items: list[LogEntry]) -> range:
+        """Write what a tool run did. The token is spent and the tool has run, so this cannot be
+        redone: if another worker recorded observations in the session meanwhile (the agent
+        acting on one session through two workers at once), the run is reported unrecorded,
+        like a crash between spending and recording (propose again)."""
+        try:
+            return self._writer.append(items, check=self._check(session, record_only=True))
+        except StaleRecordError as exc:
+            raise GateError(
+                f"the tool ran but its result was not recorded: {exc}; propose the action again"
+            ) from None
 
     def _redeem(
         self, session: Session, locked: LockedTool[Any], token: str, call: ToolCall
@@ -943,6 +1121,9 @@ class Gatekeeper:
             raise GateError(f"a session id is a string, not {type(session_id).__name__}")
         with self._table_lock:
             session = self._sessions.get(session_id)
+        if session is None and self.catch_up() is not None:  # opened on another worker?
+            with self._table_lock:
+                session = self._sessions.get(session_id)
         if session is None:
             raise GateError(f"unknown session {session_id[:80]!r}; open one first")
         if agent is not None and agent != session.agent:
@@ -968,6 +1149,17 @@ class Gatekeeper:
     def _time(self, stage: str, nanoseconds: int) -> None:
         if self._timer is not None:
             self._timer.add(stage, nanoseconds)
+
+
+_PLAIN_ID: Final = re.compile(r"[A-Za-z0-9._:@+=/-]+")
+"""Ids written as they are in an entry's JSON (no escaping), so a byte search can pre-filter."""
+
+
+def _parse(index: int, data: bytes) -> LogEntry:
+    try:
+        return LogEntry.model_validate_json(data)
+    except ValidationError as exc:
+        raise LogError(f"log entry {index}: {describe(exc, 'thirdway/1 log entry')}") from None
 
 
 def _check_produced_by(session: Session, produced_by: int) -> None:

@@ -5,6 +5,12 @@ against) and the agent's earlier passing proposals (the verifier's ``history``).
 holds what an auditor's approval needs to re-decide and mint. Both are projections of the log:
 :func:`rebuild` recomputes them from the entries, so a restarted gatekeeper carries on where it
 stopped.
+
+With several gateway workers on one PostgreSQL log, this projection is the only copy of the
+sessions there is: no sessions table exists to drift from the log. Each worker keeps a
+:class:`Projection` open and applies the entries the other workers appended (the gatekeeper's
+``catch_up``), so an agent whose requests land on different workers is verified against its
+whole record everywhere.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from thirdway.errors import LogError
+from thirdway.errors import GateError, LogError
 from thirdway.policy.authorize import AuthorizationDecision, AuthorizationRequest
 from thirdway.protocol.canonical import canonical_sha256
 from thirdway.protocol.limits import MAX_OBSERVATIONS
@@ -32,6 +38,28 @@ MAX_SESSION_CHARS = 256 * 1024 * 1024
 """Total observation text one session may hold (32 observations at the 8 MiB maximum)."""
 
 
+class StaleRecordError(GateError):
+    """Another gateway worker wrote to the session after this one last caught up, so the step
+    was decided on a record that is no longer whole: nothing of it was written. Retryable (the
+    gatekeeper redoes it itself a few times first)."""
+
+
+def touches_record(log_entry: LogEntry, record_only: bool = False) -> bool:
+    """Whether ``log_entry`` changes what a step on its session is decided against: the
+    observations, closing, and (unless ``record_only``) proposals, verdicts, decisions and the
+    gatekeeper's escalation events."""
+    kind = log_entry.type
+    if kind == "observation":
+        return True
+    if kind == "note":
+        return log_entry.payload.get("event") == "session_closed"
+    if record_only:
+        return False
+    if kind == "dialogue":
+        return log_entry.payload.get("event") in GATEKEEPER_DIALOGUE_EVENTS
+    return kind in ("proposal", "verdict", "decision")
+
+
 @dataclass
 class Session:
     """One agent's session. Mutated only under :attr:`lock`, and only after the log append that
@@ -43,11 +71,32 @@ class Session:
     history: list[Proposal] = field(default_factory=list)
     chars: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    pending: list[tuple[int, Observation | Proposal]] = field(default_factory=list, repr=False)
+    """Other workers' additions, in log order, waiting for :meth:`settle` under :attr:`lock`
+    (a following :class:`Projection` queues them here rather than race the session's owner)."""
+    since: int | None = field(default=None, repr=False)
+    """The log size this worker had caught up to when the holder of :attr:`lock` last looked:
+    nothing another worker appended for this session before it is missing from the record."""
 
     def add(self, observations: Iterable[Observation]) -> None:
         for observation in observations:
             self.observations.append(observation)
             self.chars += len(observation.content or "")
+
+    def settle(self, items: Iterable[tuple[int, Observation | Proposal]]) -> None:
+        """Apply queued additions (observations in order, passing proposals to the history)."""
+        for index, item in items:
+            if isinstance(item, Proposal):
+                self.history.append(item)
+                continue
+            if item.index != len(self.observations):
+                raise LogError(
+                    f"log entry {index} records observation {item.index} of session "
+                    f"{self.id!r}, which has {len(self.observations)} so far"
+                )
+            if len(self.observations) >= MAX_OBSERVATIONS:
+                raise LogError(f"log entry {index}: session {self.id!r} is over its limit")
+            self.add([item])
 
 
 @dataclass
@@ -86,109 +135,122 @@ def rebuild(entries: Iterable[tuple[int, LogEntry]]) -> State:
     Entries of other types (trust events, notes, checkpoints' neighbours) are skipped. A
     gatekeeper entry that contradicts the ones before it raises :class:`LogError` naming its
     index: a gatekeeper must not carry on from a record it cannot account for."""
-    state = State()
-    proposals: dict[int, tuple[Proposal, str]] = {}
-    verdicts: dict[int, Verdict] = {}
-    decisions: dict[int, AuthorizationDecision] = {}
+    projection = Projection()
     for index, log_entry in entries:
+        projection.apply(index, log_entry)
+    return projection.state
+
+
+class Projection:
+    """The fold of :func:`rebuild`, kept open to apply entries as they come.
+
+    ``deferred``: a worker following what other workers append. Observations and passing
+    proposals are then queued on their session (:attr:`Session.pending`) for the thread that
+    holds the session's lock to :meth:`Session.settle`, so they never interleave with what that
+    thread is adding; new sessions, escalations and closings go straight into :attr:`state`
+    (the caller holds the gatekeeper's table lock). :attr:`new_agents` collects the agents of
+    sessions opened elsewhere."""
+
+    def __init__(self, state: State | None = None, *, deferred: bool = False) -> None:
+        self.state = state if state is not None else State()
+        self.deferred = deferred
+        self.new_agents: set[str] = set()
+        self._proposals: dict[int, tuple[Proposal, str]] = {}
+        self._verdicts: dict[int, Verdict] = {}
+        self._decisions: dict[int, AuthorizationDecision] = {}
+
+    def apply(self, index: int, log_entry: LogEntry) -> None:
         try:
-            _apply(state, index, log_entry, proposals, verdicts, decisions)
+            self._apply(index, log_entry)
         except (ValidationError, KeyError, TypeError) as exc:
             detail = describe(exc, log_entry.type) if isinstance(exc, ValidationError) else exc
             raise LogError(f"log entry {index} ({log_entry.type}) is malformed: {detail}") from None
-    return state
 
+    def forget(self) -> None:
+        """Drop the proposals, verdicts and decisions kept for later references: an escalation
+        refers only to entries of its own batch, so between whole batches none is needed."""
+        self._proposals.clear()
+        self._verdicts.clear()
+        self._decisions.clear()
 
-def _apply(
-    state: State,
-    index: int,
-    log_entry: LogEntry,
-    proposals: dict[int, tuple[Proposal, str]],
-    verdicts: dict[int, Verdict],
-    decisions: dict[int, AuthorizationDecision],
-) -> None:
-    payload = log_entry.payload
-    if log_entry.type == "observation":
-        _observe(state, index, log_entry)
-    elif log_entry.type == "proposal":
-        proposal = Proposal.model_validate(payload["proposal"])
-        proposals[index] = (proposal, _agent(index, log_entry))
-    elif log_entry.type == "verdict" and "verdict" in payload:
-        verdict = Verdict.model_validate(payload["verdict"])
-        verdicts[index] = verdict
-        proposal, _ = _earlier(proposals, payload["proposal_index"], index, "proposal")
-        if verdict.verdict == "pass":
-            _session(state, index, proposal.session).history.append(proposal)
-    elif log_entry.type == "decision" and "decision" in payload:
-        decision = AuthorizationDecision.model_validate(payload["decision"])
-        decisions[index] = decision
-        handle = payload.get("handle")
-        if isinstance(handle, str) and decision.outcome != "needs_dialogue":
+    def _apply(self, index: int, log_entry: LogEntry) -> None:
+        state = self.state
+        payload = log_entry.payload
+        if log_entry.type == "observation":
+            self._observe(index, log_entry)
+        elif log_entry.type == "proposal":
+            proposal = Proposal.model_validate(payload["proposal"])
+            self._proposals[index] = (proposal, _agent(index, log_entry))
+        elif log_entry.type == "verdict" and "verdict" in payload:
+            verdict = Verdict.model_validate(payload["verdict"])
+            self._verdicts[index] = verdict
+            proposal, _ = _earlier(self._proposals, payload["proposal_index"], index, "proposal")
+            if verdict.verdict == "pass":
+                session = _session(state, index, proposal.session)
+                if self.deferred:
+                    session.pending.append((index, proposal))
+                else:
+                    session.history.append(proposal)
+        elif log_entry.type == "decision" and "decision" in payload:
+            decision = AuthorizationDecision.model_validate(payload["decision"])
+            self._decisions[index] = decision
+            handle = payload.get("handle")
+            if isinstance(handle, str) and decision.outcome != "needs_dialogue":
+                state.escalations.pop(handle, None)
+        elif log_entry.type == "dialogue":
+            self._dialogue(index, payload)
+        elif log_entry.type == "note" and payload.get("event") == "session_closed":
+            closed = state.sessions.pop(str(log_entry.session), None)
+            if closed is not None:
+                state.closed.add(closed.id)
+
+    def _observe(self, index: int, log_entry: LogEntry) -> None:
+        state = self.state
+        observation = Observation.model_validate(log_entry.payload)
+        if observation.session in state.closed:
+            raise LogError(f"log entry {index} records an observation in a closed session")
+        session = state.sessions.get(observation.session)
+        if session is None:
+            session = Session(observation.session, _agent(index, log_entry))
+            state.sessions[session.id] = session
+            self.new_agents.add(session.agent)
+        elif log_entry.agent != session.agent:
+            raise LogError(f"log entry {index} names agent {log_entry.agent!r} in {session.id!r}")
+        if self.deferred:
+            session.pending.append((index, observation))
+        else:
+            session.settle([(index, observation)])
+
+    def _dialogue(self, index: int, payload: Mapping[str, object]) -> None:
+        state = self.state
+        event = payload.get("event")
+        if event not in GATEKEEPER_DIALOGUE_EVENTS:
+            return  # the dialogue service's own events (open, challenge, answer, …)
+        handle = payload["handle"]
+        if not isinstance(handle, str):
+            raise LogError(f"log entry {index}: a dialogue handle is a string")
+        if event == "escalation":
+            proposal_index = _int(payload["proposal_index"])
+            verdict_index = _int(payload["verdict_index"])
+            proposal, agent = _earlier(self._proposals, proposal_index, index, "proposal")
+            verdict = _earlier(self._verdicts, verdict_index, index, "verdict")
+            decision = _earlier(self._decisions, _int(payload["decision_index"]), index, "decision")
+            state.escalations[handle] = Escalation(
+                handle=handle,
+                session=proposal.session,
+                agent=agent,
+                proposal=proposal,
+                proposal_index=proposal_index,
+                verdict=verdict,
+                verdict_index=verdict_index,
+                request=decision.request,
+            )
+        elif event == "approval":
+            escalation = state.escalations.get(handle)
+            if escalation is not None:
+                escalation.approvers.append(str(payload["auditor"]))
+        elif event == "denial":
             state.escalations.pop(handle, None)
-    elif log_entry.type == "dialogue":
-        _dialogue(state, index, payload, proposals, verdicts, decisions)
-    elif log_entry.type == "note" and payload.get("event") == "session_closed":
-        session = state.sessions.pop(str(log_entry.session), None)
-        if session is not None:
-            state.closed.add(session.id)
-
-
-def _observe(state: State, index: int, log_entry: LogEntry) -> None:
-    observation = Observation.model_validate(log_entry.payload)
-    if observation.session in state.closed:
-        raise LogError(f"log entry {index} records an observation in a closed session")
-    session = state.sessions.get(observation.session)
-    if session is None:
-        session = Session(observation.session, _agent(index, log_entry))
-        state.sessions[session.id] = session
-    elif log_entry.agent != session.agent:
-        raise LogError(f"log entry {index} names agent {log_entry.agent!r} in {session.id!r}")
-    if observation.index != len(session.observations):
-        raise LogError(
-            f"log entry {index} records observation {observation.index} of session "
-            f"{session.id!r}, which has {len(session.observations)} so far"
-        )
-    if len(session.observations) >= MAX_OBSERVATIONS:
-        raise LogError(f"log entry {index}: session {session.id!r} is over its limit")
-    session.add([observation])
-
-
-def _dialogue(
-    state: State,
-    index: int,
-    payload: Mapping[str, object],
-    proposals: dict[int, tuple[Proposal, str]],
-    verdicts: dict[int, Verdict],
-    decisions: dict[int, AuthorizationDecision],
-) -> None:
-    event = payload.get("event")
-    if event not in GATEKEEPER_DIALOGUE_EVENTS:
-        return  # the dialogue service's own events (open, challenge, answer, …)
-    handle = payload["handle"]
-    if not isinstance(handle, str):
-        raise LogError(f"log entry {index}: a dialogue handle is a string")
-    if event == "escalation":
-        proposal_index = _int(payload["proposal_index"])
-        verdict_index = _int(payload["verdict_index"])
-        proposal, agent = _earlier(proposals, proposal_index, index, "proposal")
-        verdict = _earlier(verdicts, verdict_index, index, "verdict")
-        decision = _earlier(decisions, _int(payload["decision_index"]), index, "decision")
-        state.escalations[handle] = Escalation(
-            handle=handle,
-            session=proposal.session,
-            agent=agent,
-            proposal=proposal,
-            proposal_index=proposal_index,
-            verdict=verdict,
-            verdict_index=verdict_index,
-            request=decision.request,
-        )
-    elif event == "approval":
-        escalation = state.escalations.get(handle)
-        if escalation is not None:
-            escalation.approvers.append(str(payload["auditor"]))
-    elif event == "denial":
-        state.escalations.pop(handle, None)
 
 
 def _agent(index: int, log_entry: LogEntry) -> str:

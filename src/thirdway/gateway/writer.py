@@ -5,8 +5,17 @@ of the proposal it answers, so that index must be known before the token is mint
 token may leave the gatekeeper only once proposal, verdict, decision and capability entries are
 durable. The writer serialises the gatekeeper's appends, so it can read the size, let the caller
 build (and mint) for the index its entries will get, and write everything in one transaction.
-If another process appended to the same log in between, the batch landed elsewhere and its
-references are wrong: it is voided by a note and every caller in it fails closed.
+On SQLite (one writer process), if another process appended to the same log in between, the
+batch landed elsewhere and its references are wrong: it is voided by a note and every caller in
+it fails closed.
+
+On a sequencing store (PostgreSQL, several gateway workers on one log) the group is built inside
+:meth:`~thirdway.ledger.log.TransparencyLog.append_built`, while the store holds its sequencer
+lock: each builder gets the index its entries really get, so another worker's appends never void
+a batch. A builder's ``check`` (the gatekeeper's "has another worker written to this session
+since I last looked?") runs there too, against everything committed before the group. The writer
+remembers the ranges it committed (:meth:`LogWriter.settled`), so a worker following the log can
+tell its own entries from the other workers'.
 
 Group commit: while one thread is committing, the requests of other threads queue up; the next
 committer takes the whole queue, builds each request at its own index and writes them all in
@@ -28,6 +37,9 @@ from thirdway.protocol.models import LogEntry
 Item = LogEntry | bytes
 """An entry, or its canonical bytes computed ahead (outside the lock)."""
 Build = Callable[[int], Sequence[Item]]
+Check = Callable[[int], None]
+"""Called with a batch's first index under the sequencer lock, before the batch is built;
+raises to keep the batch out (the others of its group go on)."""
 
 
 class _Request:
@@ -49,23 +61,26 @@ class LogWriter:
 
     def __init__(self, log: TransparencyLog, on_time: Callable[[str, int], None]) -> None:
         self.log = log
+        self.sequenced: bool = getattr(log, "sequenced", False)
+        self._own: list[range] = []
         self._on_time = on_time
         self._queue: list[_Request] = []
         self._queue_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
-    def append(self, items: Sequence[Item]) -> range:
+    def append(self, items: Sequence[Item], *, check: Check | None = None) -> range:
         """Append ``items`` in one durable transaction; returns their indices."""
         started = time.perf_counter_ns()
         data = _bytes(items)  # encoded here, outside the commit lock
         self._on_time("log", time.perf_counter_ns() - started)
-        return self.append_at(lambda _start: data)
+        return self.append_at(lambda _start: data, check=check)
 
-    def append_at(self, build: Build) -> range:
+    def append_at(self, build: Build, *, check: Check | None = None) -> range:
         """Append what ``build(first)`` returns, ``first`` being the index its entries will
-        start at. ``build`` may run in another caller's thread, under the commit lock."""
+        start at. ``build`` may run in another caller's thread, under the commit lock. A
+        ``check`` runs first (on a sequencing store, under its lock; see the module docstring)."""
         started = time.perf_counter_ns()
-        request = _Request(build)
+        request = _Request(build if check is None else _checked(check, build))
         with self._queue_lock:
             self._queue.append(request)
         with self._commit_lock:
@@ -89,7 +104,18 @@ class LogWriter:
             _finish([request for request in group if not request.done], exc)
             raise
 
+    def settled(self) -> tuple[int, list[range]]:
+        """The log's size read while none of this writer's groups is in flight, and the ranges
+        this writer committed since the last call (each below that size)."""
+        with self._commit_lock:
+            size = self.log.size()
+            own, self._own = self._own, []
+        return size, own
+
     def _write(self, group: list[_Request]) -> None:
+        if self.sequenced:
+            self._write_sequenced(group)
+            return
         start = self.log.size()
         data: list[bytes] = []
         built: list[_Request] = []
@@ -117,6 +143,43 @@ class LogWriter:
             return
         _finish(built, None if written.start == start else self._void(start, written))
 
+    def _write_sequenced(self, group: list[_Request]) -> None:
+        """Build and write the group in one transaction under the store's sequencer lock."""
+        built: list[_Request] = []
+
+        def build(start: int) -> list[bytes]:
+            data: list[bytes] = []
+            for request in group:
+                encoded = self._build(request, start + len(data))
+                if encoded is not None:
+                    request.result = range(start + len(data), start + len(data) + len(encoded))
+                    data.extend(encoded)
+                    built.append(request)
+            return data
+
+        try:
+            written = self.log.append_built(build)
+        except Exception as exc:  # nothing of the group is in the log
+            _finish([request for request in group if not request.done], exc)
+            return
+        if len(written):
+            self._own.append(written)
+        _finish(built, None)
+
+    @staticmethod
+    def _build(request: _Request, first: int) -> list[bytes] | None:
+        """The request's entries for ``first``, or ``None`` (and the request finished with its
+        error) when its builder fails: that caller's failure only."""
+        began = time.perf_counter_ns()
+        try:
+            return _bytes(request.build(first))
+        except Exception as exc:
+            request.error = exc
+            request.done = True
+            return None
+        finally:
+            request.build_ns = time.perf_counter_ns() - began
+
     def _void(self, start: int, written: range) -> LogError:
         error = LogError(
             f"another process appended to the log at index {start}; entries "
@@ -136,6 +199,14 @@ def _finish(requests: list[_Request], error: BaseException | None) -> None:
             request.error = error
             request.result = None
         request.done = True
+
+
+def _checked(check: Check, build: Build) -> Build:
+    def checked(first: int) -> Sequence[Item]:
+        check(first)
+        return build(first)
+
+    return checked
 
 
 def _bytes(items: Sequence[Item]) -> list[bytes]:

@@ -18,7 +18,7 @@ import base64
 import contextlib
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -261,6 +261,41 @@ class TransparencyLog:
                 self._frontier = frontier
                 return range(start, start + len(entries))
         raise LogError("the log kept growing under concurrent appends; try again")
+
+    @property
+    def sequenced(self) -> bool:
+        """Whether the store gives the indices itself (several processes append: PostgreSQL)."""
+        return self._sequencer is not None
+
+    def append_built(self, build: Callable[[int], Sequence[bytes]]) -> range:
+        """Append what ``build(first)`` returns, ``first`` being the index its entries start at,
+        in one durable transaction of a sequencing store: ``build`` runs while the store holds
+        its sequencer lock, so no other process can take those indices (a token bound to its
+        proposal's index stays right). Whatever ``build`` raises rolls back and propagates.
+        A store that does not sequence (SQLite) has no such lock: :class:`LogError`."""
+        builder = getattr(self._sequencer, "append_built", None)
+        if builder is None:
+            raise LogError("this log's store does not sequence appends; use append_batch")
+
+        def entries(first: int) -> list[NewEntry]:
+            items = build(first)
+            if len(items) > MAX_BATCH:
+                raise InputError(f"a batch holds at most {MAX_BATCH} entries; got {len(items)}")
+            payloads = [_entry_bytes(item, number) for number, item in enumerate(items)]
+            return [NewEntry(data, merkle.leaf_hash(data)) for data in payloads]
+
+        written: range = builder(entries)
+        return written
+
+    def entries_between(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        """The stored entries with ``start <= index < stop`` as ``(index, bytes)``, in order
+        (one query where the store can; what a worker reads to follow the others)."""
+        reader = getattr(self._store, "read_range", None)
+        if reader is not None:
+            found: list[tuple[int, bytes]] = reader(start, stop)
+            return found
+        stop = min(stop, self.size())
+        return [(index, self._store.entry(index)) for index in range(max(start, 0), stop)]
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -351,6 +351,19 @@ class PostgresLogStore:
             raise LogError(f"log {self._url} has no entry {index}")
         return bytes(data)
 
+    def read_range(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        """The committed entries with ``start <= idx < stop``, in index order, in one query (how
+        a gateway worker reads what the others appended since it last looked)."""
+        if stop <= start:
+            return []
+        query = (
+            select(entries_table.c.idx, entries_table.c.data)
+            .where(entries_table.c.idx >= start, entries_table.c.idx < stop)
+            .order_by(entries_table.c.idx)
+        )
+        with self._guard("read entries"), self._reading() as connection:
+            return [(int(index), bytes(data)) for index, data in connection.execute(query)]
+
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         """One REPEATABLE READ transaction on this thread: every read inside sees the same log,

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import stat
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from thirdway.ledger.note import (
     MAX_SIGNATURES,
     NoteSigner,
     NoteVerifier,
+    check_key_name,
     open_note,
     sign_note,
 )
@@ -127,6 +129,22 @@ def test_key_strings_of_the_wrong_type_or_length_are_refused() -> None:
 def test_invalid_key_names_are_refused(name: str) -> None:
     with pytest.raises(InputError):
         NoteSigner.generate(name)
+
+
+def test_key_names_refuse_exactly_spaces_controls_surrogates_and_plus() -> None:
+    """Every code point below U+3100 (ASCII, Latin, the spaces up to U+3000), checked against the
+    rule written with ``unicodedata`` directly (the check skips that table for ASCII)."""
+    for code in range(0x3100):
+        ch = chr(code)
+        forbidden = (
+            ch == "+" or ch.isspace() or unicodedata.category(ch) in ("Zs", "Zl", "Zp", "Cc", "Cs")
+        )
+        try:
+            check_key_name(f"a{ch}b")
+        except InputError:
+            assert forbidden, f"U+{code:04X} refused"
+        else:
+            assert not forbidden, f"U+{code:04X} accepted"
 
 
 def test_signer_repr_and_errors_never_show_the_private_key() -> None:

@@ -18,7 +18,6 @@ import base64
 import binascii
 import hashlib
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -78,9 +77,22 @@ def check_key_name(name: str) -> str:
     for ch in name:
         if ch == "+":
             raise InputError(f"key name {name!r} must not contain '+'")
-        if ch.isspace() or unicodedata.category(ch) in ("Zs", "Zl", "Zp", "Cc", "Cs"):
+        if _is_space_or_control(ch):
             raise InputError(f"key name {name!r} must not contain spaces or control characters")
     return name
+
+
+def _is_space_or_control(ch: str) -> bool:
+    """A space (``isspace`` or category Zs, Zl, Zp), control (Cc) or surrogate (Cs) character.
+
+    For ASCII, the categories reduce to ``< 0x20`` and ``0x7F`` (Cc) and ``" "`` (Zs), so the
+    usual, ASCII names need no ``unicodedata`` table (which costs a log process memory).
+    """
+    if ch.isascii():
+        return ch.isspace() or ch < " " or ch == "\x7f"
+    import unicodedata
+
+    return ch.isspace() or unicodedata.category(ch) in ("Zs", "Zl", "Zp", "Cc", "Cs")
 
 
 def _is_valid_key_name(name: str) -> bool:

@@ -70,6 +70,9 @@ def test_tiny_run_has_every_row_and_matching_rfc6962_roots(tmp_path: Path) -> No
             assert row.ratio == pytest.approx(row.thirdway / row.pymerkle)
         expected = rfc6962_root([entry(i) for i in range(size)]).hex()
         assert result.roots[size] == {"thirdway": expected, "pymerkle": expected}
+        # The stores are created by another process, whose peak is reported beside the table.
+        assert set(result.create_rss_mib[size]) == {"thirdway", "pymerkle"}
+        assert all(peak > 0 for peak in result.create_rss_mib[size].values())
     assert result.pymerkle_sizes == (100, 257)
     assert list(tmp_path.iterdir()) == []  # temporary databases cleaned up
     assert render_table(result).row_count == len(result.rows)
@@ -103,6 +106,8 @@ def test_cli_writes_json_with_every_row(tmp_path: Path) -> None:
     assert data["rows"][-1]["thirdway"] >= 0 and data["rows"][-1]["pymerkle"] >= 0
     assert data["roots"]["64"]["thirdway"] == rfc6962_root([entry(i) for i in range(64)]).hex()
     assert data["pymerkle_sizes"] == [64]
+    assert set(data["create_peak_rss_mib"]["64"]) == {"thirdway", "pymerkle"}
+    assert "Creating the empty store" in invoked.output
 
 
 @pytest.mark.parametrize(
@@ -146,6 +151,19 @@ def test_parse_sizes_and_percentile() -> None:
     assert percentile(values, 50) == 50.0
     assert percentile(values, 99) == 99.0
     assert percentile([7.0], 99) == 7.0
+
+
+def test_the_measuring_worker_opens_an_existing_store_from_bytecode(tmp_path: Path) -> None:
+    """The creating worker compiles into the private bytecode folder even when the environment
+    says not to write bytecode; the measuring worker then imports compiled modules."""
+    bytecode = tmp_path / "bytecode"
+    config = BenchConfig(sizes=(20,), samples=2, single_appends=1, tmpdir=str(tmp_path))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+        out = _in_fresh_process("thirdway", 20, config, 0, bytecode)
+    assert out["root"] == rfc6962_root([entry(i) for i in range(20)]).hex()
+    compiled = {path.name.split(".")[0] for path in bytecode.rglob("*.pyc")}
+    assert {"log", "merkle", "sqlite", "note"} <= compiled
 
 
 def test_a_failing_worker_is_reported_in_one_line() -> None:

@@ -1,17 +1,29 @@
 """``thirdway bench log``: the transparency log against pymerkle's SQLite tree, same run, same data.
 
-For each tree size and each implementation a fresh worker interpreter builds the tree in a
-temporary folder with durable batched appends (256 entries per committed transaction), then
-measures inclusion and consistency proofs (generation and verification) at random positions drawn
-from one seeded generator (with the cyclic garbage collector paused, as ``timeit`` does), and
-finally single durable appends (one committed transaction each). The full run repeats this three
-times, alternating which implementation goes first, pools the proof timings and takes the median
-of the per-round throughput and memory figures.
+For each tree size and each implementation, one fresh interpreter creates the empty store in a
+temporary folder (for thirdway that includes generating the log's Ed25519 signing key, which
+pymerkle has no counterpart of); a second fresh worker interpreter opens it, builds the tree with
+durable batched appends (256 entries per committed transaction), then measures inclusion and
+consistency proofs (generation and verification) at random positions drawn from one seeded
+generator (with the cyclic garbage collector paused, as ``timeit`` does), and finally single
+durable appends (one committed transaction each). The full run repeats this three times,
+alternating which implementation goes first, pools the proof timings and takes the median of the
+per-round throughput and memory figures.
 
 Separate processes keep the two implementations' caches apart and make memory a per-implementation
 number: the worker's lifetime peak resident set size (Linux ``VmHWM``; ``ru_maxrss`` elsewhere),
 and the growth of its peak RSS from the moment the empty tree is open (``VmHWM`` reset through
-``/proc/self/clear_refs``).
+``/proc/self/clear_refs``). Both workers do the same things: open an existing empty store, append,
+prove, verify. Both import every module from bytecode, as an installed package does: the creating
+process compiles what it imports into a private ``PYTHONPYCACHEPREFIX`` folder that the measuring
+worker then reads. (Otherwise a source checkout whose ``__pycache__`` is stale, or a
+``PYTHONDONTWRITEBYTECODE`` environment, makes the worker compile thirdway's modules, about 1 MiB
+of peak RSS that pymerkle, installed with its bytecode, never pays.)
+
+The creating process's peak is reported beside the table, not in it: creating a thirdway log makes
+its signing key, and with it loads ``cryptography`` (OpenSSL, about 9 MiB), which a thirdway
+process that opens a log, appends and proves never imports (only signing and verifying checkpoints
+do), and which pymerkle, having no signed checkpoints, has no counterpart of.
 
 Both trees hash the same entries with RFC 6962 (pymerkle's default "security" mode prefixes leaves
 with 0x00 and nodes with 0x01, and its empty root is SHA-256 of nothing), so the run cross-checks
@@ -115,6 +127,8 @@ class BenchResult:
     machine: dict[str, Any]
     roots: dict[int, dict[str, str]] = field(default_factory=dict)
     pymerkle_sizes: tuple[int, ...] = ()
+    #: Peak RSS (MiB) of the process that created the empty store, per size and implementation.
+    create_rss_mib: dict[int, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -124,6 +138,9 @@ class BenchResult:
             "machine": self.machine,
             "pymerkle_sizes": list(self.pymerkle_sizes),
             "roots": {str(size): roots for size, roots in self.roots.items()},
+            "create_peak_rss_mib": {
+                str(size): peaks for size, peaks in self.create_rss_mib.items()
+            },
             "seconds": round(self.seconds, 2),
             "rows": [
                 {**asdict(row), "ratio": row.ratio, "thirdway_ahead": row.ahead}
@@ -277,27 +294,33 @@ def _micros_since(start_ns: int) -> float:
     return (time.perf_counter_ns() - start_ns) / 1e3
 
 
+def create(implementation: str, folder: Path) -> dict[str, Any]:
+    """Create the empty store in ``folder`` and close it; runs inside its own fresh process."""
+    _SUBJECTS[implementation](folder).close()
+    return {"create_peak_rss_mib": _peak_rss_kib() / 1024}
+
+
 def measure(
-    implementation: str, size: int, config: BenchConfig, round_number: int = 0
+    implementation: str, size: int, config: BenchConfig, folder: Path, round_number: int = 0
 ) -> dict[str, Any]:
-    """Build one tree of ``size`` entries and measure it; runs inside a fresh worker process.
+    """Open the empty store in ``folder``, build a tree of ``size`` entries in it and measure it;
+    runs inside a fresh worker process.
 
     Both implementations of one round draw the same positions, so their proofs can be compared.
     """
     rng = random.Random(f"{config.seed}/{size}/{round_number}")
     indices = [rng.randrange(size) for _ in range(config.samples)]
     olds = [rng.randrange(1, size) for _ in range(config.samples)]
-    with tempfile.TemporaryDirectory(prefix="thirdway-bench-", dir=config.tmpdir) as folder:
-        subject = _SUBJECTS[implementation](Path(folder))
-        # Growth is counted from here (interpreter, imports and an open, empty tree), so fixed
-        # start-up costs do not hide what the tree itself needs.
-        start_peak = _peak_rss_kib()
-        baseline = _start_peak_window()
-        try:
-            out = _measure_subject(subject, size, config, indices, olds)
-        finally:
-            subject.close()
-        window_peak = _peak_rss_kib()
+    subject = _SUBJECTS[implementation](folder)
+    # Growth is counted from here (interpreter, imports and an open, empty tree), so fixed
+    # start-up costs do not hide what the tree itself needs.
+    start_peak = _peak_rss_kib()
+    baseline = _start_peak_window()
+    try:
+        out = _measure_subject(subject, size, config, indices, olds)
+    finally:
+        subject.close()
+    window_peak = _peak_rss_kib()
     out["peak_rss_mib"] = max(start_peak, window_peak) / 1024
     out["rss_growth_mib"] = max(0, window_peak - baseline) / 1024
     return out
@@ -413,21 +436,45 @@ def _time_proofs(
 
 
 def _in_fresh_process(
-    implementation: str, size: int, config: BenchConfig, round_number: int
+    implementation: str,
+    size: int,
+    config: BenchConfig,
+    round_number: int,
+    bytecode: Path | None = None,
 ) -> dict[str, Any]:
-    """Run :func:`measure` in a new interpreter that imports only this module and its subject.
+    """Create the store with :func:`create`, then run :func:`measure` on it, each in a new
+    interpreter that imports only this module and its subject; the store is removed afterwards.
 
+    ``bytecode`` is the workers' ``PYTHONPYCACHEPREFIX`` (default: a folder beside the store).
     (A multiprocessing ``spawn`` child would re-import the caller's ``__main__``, the whole CLI,
     and count it in both implementations' memory.)
     """
-    job = {"implementation": implementation, "size": size, "round": round_number}
-    job["config"] = asdict(config)
+    with tempfile.TemporaryDirectory(prefix="thirdway-bench-", dir=config.tmpdir) as folder:
+        environment = _worker_environment(bytecode or Path(folder) / "bytecode")
+        job: dict[str, Any] = {"implementation": implementation, "size": size, "folder": folder}
+        created = _run_worker({**job, "task": "create"}, environment)
+        job.update(task="measure", round=round_number, config=asdict(config))
+        return {**_run_worker(job, environment), **created}
+
+
+def _worker_environment(bytecode: Path) -> dict[str, str]:
+    """This environment, but writing and reading bytecode under ``bytecode`` (see the module
+    doc): the creating worker compiles, the measuring one imports compiled modules."""
+    environment = dict(os.environ)
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    environment["PYTHONPYCACHEPREFIX"] = str(bytecode)
+    return environment
+
+
+def _run_worker(job: dict[str, Any], environment: dict[str, str]) -> dict[str, Any]:
+    implementation, size = job["implementation"], job["size"]
     done = subprocess.run(
         [sys.executable, "-m", "thirdway.bench.log", "--worker"],
         input=json.dumps(job),
         capture_output=True,
         text=True,
         check=False,
+        env=environment,
     )
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
@@ -439,9 +486,13 @@ def _in_fresh_process(
 def _worker_main() -> None:
     """Entry point of a worker: a job as JSON on stdin, the measurements as JSON on stdout."""
     job = json.loads(sys.stdin.read())
-    settings = job["config"]
-    config = BenchConfig(**{**settings, "sizes": tuple(settings["sizes"])})
-    result = measure(job["implementation"], job["size"], config, job["round"])
+    folder = Path(job["folder"])
+    if job["task"] == "create":
+        result = create(job["implementation"], folder)
+    else:
+        settings = job["config"]
+        config = BenchConfig(**{**settings, "sizes": tuple(settings["sizes"])})
+        result = measure(job["implementation"], job["size"], config, folder, job["round"])
     sys.stdout.write(json.dumps(result))
 
 
@@ -565,6 +616,17 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
     say = progress or (lambda _message: None)
     started = time.perf_counter()
     result = BenchResult(config=config, rows=[], machine=machine_description())
+    with tempfile.TemporaryDirectory(
+        prefix="thirdway-bench-bytecode-", dir=config.tmpdir
+    ) as bytecode:
+        _run_sizes(config, result, say, Path(bytecode))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_sizes(
+    config: BenchConfig, result: BenchResult, say: Callable[[str], None], bytecode: Path
+) -> None:
     covered = []
     for size in config.sizes:
         implementations = ["thirdway"]
@@ -576,18 +638,18 @@ def run_bench(config: BenchConfig, progress: Callable[[str], None] | None = None
             order = implementations if round_number % 2 == 0 else implementations[::-1]
             for name in order:
                 say(f"{name}: {size:,} entries (round {round_number + 1} of {config.repeat})")
-                runs[name].append(_in_fresh_process(name, size, config, round_number))
+                runs[name].append(_in_fresh_process(name, size, config, round_number, bytecode))
             if "pymerkle" in runs:
                 _cross_check(size, runs["thirdway"][-1], runs["pymerkle"][-1])
         ours = _merge_rounds(runs["thirdway"])
         theirs = _merge_rounds(runs["pymerkle"]) if "pymerkle" in runs else None
         result.roots[size] = {"thirdway": ours["root"]}
+        result.create_rss_mib[size] = {"thirdway": ours["create_peak_rss_mib"]}
         if theirs is not None:
             result.roots[size]["pymerkle"] = theirs["root"]
+            result.create_rss_mib[size]["pymerkle"] = theirs["create_peak_rss_mib"]
         result.rows.extend(_rows_for(size, ours, theirs))
     result.pymerkle_sizes = tuple(covered)
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 def _number(value: float | None, unit: str) -> str:
@@ -608,9 +670,10 @@ def render_table(result: BenchResult) -> Table:
             "positions (p50/p99: nearest rank over all rounds; appends and memory: median of "
             "rounds), "
             f"{result.config.single_appends} single appends; ratio = thirdway / pymerkle. "
-            f"pymerkle covered sizes: {covered}. Memory: each implementation's own worker process "
-            "(peak: VmHWM; growth: VmHWM reset at the open, empty tree). Roots and inclusion paths "
-            "identical at every covered size."
+            f"pymerkle covered sizes: {covered}. Memory: each implementation's own worker process, "
+            "which opens an empty store created by another process (peak: VmHWM; growth: VmHWM "
+            "reset at the open, empty tree). Roots and inclusion paths identical at every covered "
+            "size."
         ),
     )
     for column, justify in [
@@ -640,6 +703,21 @@ def render_table(result: BenchResult) -> Table:
         )
         previous = row.size
     return table
+
+
+def _create_note(result: BenchResult) -> str:
+    """One line on what creating the empty stores cost (not in the table: see the module doc)."""
+    peaks: dict[str, list[float]] = {}
+    for by_name in result.create_rss_mib.values():
+        for name, peak in by_name.items():
+            peaks.setdefault(name, []).append(peak)
+    said = ", ".join(
+        f"{name} {statistics.median(values):.1f} MiB" for name, values in sorted(peaks.items())
+    )
+    return (
+        f"Creating the empty store, in its own process (median peak RSS): {said}; "
+        "a thirdway log is created with its Ed25519 signing key, which loads cryptography."
+    )
 
 
 def run_command(
@@ -690,6 +768,7 @@ def run_command(
         f"load average at start {machine['load_average']}; {result.seconds:.1f} s in all.",
         highlight=False,
     )
+    console.print(_create_note(result), highlight=False)
     if json_path is not None:
         json_path.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
         console.print(f"results written to {json_path}", highlight=False)

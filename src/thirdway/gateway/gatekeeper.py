@@ -456,15 +456,17 @@ class Gatekeeper:
             "nothing was recorded for this step, retry"
         )
 
-    def append(self, entries: Sequence[LogEntry]) -> range:
+    def append(self, entries: Sequence[LogEntry], *, check: Check | None = None) -> range:
         """Append ``entries`` to this gatekeeper's log in one durable batch; returns their
         indices. Other components that write to the same log (the dialogue service, the trust
         layer) must come through here: the gatekeeper binds tokens to the index its own batch
         will start at, so an append that bypasses it voids that batch (see
-        :mod:`thirdway.gateway.writer`)."""
+        :mod:`thirdway.gateway.writer`). ``check(first)`` runs before they get their indices
+        (on a log several workers share, under the sequencer lock) and may raise to keep them
+        out."""
         if not all(isinstance(item, LogEntry) for item in entries):
             raise InputError("the gatekeeper appends thirdway/1 LogEntry objects only")
-        return self._writer.append(list(entries))
+        return self._writer.append(list(entries), check=check)
 
     # ------------------------------------------------------------------ sessions, observations
 

@@ -17,18 +17,27 @@ seen yet (its own, and those other components such as the dialogue service wrote
 answers, so what it reports is what ``thirdway trust verify`` recomputes from the log alone.
 Every event is checked by the rules before it is written (:func:`thirdway.trust.stamp`), so an
 event the charter refuses never reaches the log.
+
+Several gateway workers (one PostgreSQL log): there is no trust table; each worker's ledger folds
+the trust entries every worker appended, so an agent has the same tier on all of them. An event
+is stamped from the state it changes (``tier_before``), so it must not be decided on a stale
+one: with :meth:`TrustLedger.bind` the event is written with a check that runs under the log's
+sequencer lock and refuses it if another worker wrote a trust event for the same agent since
+this ledger last folded; the ledger then folds again and decides again.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final
 
 from pydantic import ValidationError
 
 from thirdway.errors import GateError, LogError
 from thirdway.gateway.hooks import Append
+from thirdway.gateway.sessions import StaleRecordError
+from thirdway.gateway.writer import Check
 from thirdway.ledger.log import TransparencyLog
 from thirdway.protocol.manifest import RiskClass
 from thirdway.protocol.models import Finding, LogEntry, TrustEvent
@@ -49,6 +58,9 @@ from thirdway.trust.model import Permission
 if TYPE_CHECKING:
     from thirdway.gateway.gatekeeper import Gatekeeper
 
+CheckedAppend = Callable[[Sequence[LogEntry], Check], range]
+STALE_RETRIES: Final = 8
+
 
 class TrustLedger:
     """Per-agent trust state over one transparency log (see the module docstring).
@@ -62,8 +74,14 @@ class TrustLedger:
         self._states: dict[str, TrustState] = {}
         self._seen = 0
         self._lock = threading.RLock()
+        self._checked: CheckedAppend | None = None
         with self._lock:
             self._catch_up()
+
+    def bind(self, checked: CheckedAppend) -> None:
+        """Write through ``checked`` (an append taking a check; the gatekeeper's) on a log
+        several workers append to, so that no event is decided on a stale state."""
+        self._checked = checked if self.log.sequenced else None
 
     # ------------------------------------------------------------------ reading
 
@@ -106,16 +124,16 @@ class TrustLedger:
         append: Append,
     ) -> None:
         """Sanction the agent by the charter rule for its findings (a ``Sanctioner``)."""
-        with self._lock:
-            self._catch_up()
-            state = self._state(agent)
+
+        def decide(state: TrustState) -> list[TrustEvent]:
             if state.retired_at is not None:
-                return  # nothing is left to take; the verdict entry records the findings
+                return []  # nothing is left to take; the verdict entry records the findings
             event = sanction_for_findings(
                 state, findings, evidence=evidence, at=self._at(state, at), ctx=self.ctx
             )
-            if event is not None:
-                self._write([event], append)
+            return [] if event is None else [event]
+
+        self._decide(agent, decide, append)
 
     def on_executed(
         self,
@@ -129,16 +147,17 @@ class TrustLedger:
         append: Append,
     ) -> None:
         """Count a clean verified action, and restore a tier if the run has earned one."""
-        with self._lock:
-            self._catch_up()
-            state = self._state(agent)
+
+        def decide(state: TrustState) -> list[TrustEvent]:
             if state.retired_at is not None:
-                return
+                return []
             when = self._at(state, at)
             clean = record_clean_action(state, risk=risk, evidence=evidence, at=when, ctx=self.ctx)
             after = apply(state, clean, self.ctx)
             restored = restoration_due(after, at=when, ctx=self.ctx)
-            self._write([clean] if restored is None else [clean, restored], append)
+            return [clean] if restored is None else [clean, restored]
+
+        self._decide(agent, decide, append)
 
     def record(self, event: TrustEvent, append: Append) -> None:
         """Write an already-stamped event someone else built (an auditor's action)."""
@@ -157,9 +176,52 @@ class TrustLedger:
         """Trust time never runs backwards (a clock step back must not void a sanction)."""
         return max(at, state.last_at or 0)
 
-    def _write(self, events: Sequence[TrustEvent], append: Append) -> None:
-        append([to_log_entry(event) for event in events])
+    def _decide(
+        self, agent: str, decide: Callable[[TrustState], list[TrustEvent]], append: Append
+    ) -> None:
+        """Fold, decide from the agent's state, write; on a log several workers append to,
+        decided again while another worker's event for the agent got in first."""
+        for _ in range(STALE_RETRIES):
+            with self._lock:
+                self._catch_up()
+                events = decide(self._state(agent))
+                if not events:
+                    return
+                try:
+                    self._write(events, append, agent)
+                except StaleRecordError:
+                    continue
+                return
+        # Not StaleRecordError: the gatekeeper step that called this hook is already written.
+        raise GateError(
+            f"agent {agent!r}'s trust standing kept changing on other workers "
+            f"({STALE_RETRIES} tries); its trust event was not recorded"
+        )
+
+    def _write(
+        self, events: Sequence[TrustEvent], append: Append, agent: str | None = None
+    ) -> None:
+        entries = [to_log_entry(event) for event in events]
+        if self._checked is not None and agent is not None:
+            self._checked(entries, self._unchanged(agent, self._seen))
+        else:
+            append(entries)
         self._catch_up()
+
+    def _unchanged(self, agent: str, since: int) -> Check:
+        """A writer check: no trust event about ``agent`` in the log from ``since`` on."""
+
+        def check(first: int) -> None:
+            for index, data in self.log.entries_between(since, first):
+                if b'"trust"' not in data:
+                    continue
+                entry = LogEntry.model_validate_json(data)
+                if entry.type == "trust" and entry.agent == agent:
+                    raise StaleRecordError(
+                        f"another worker wrote a trust event about {agent!r} (log entry {index})"
+                    )
+
+        return check
 
     def _catch_up(self, size: int | None = None) -> None:
         """Fold every trust entry appended since the last look, in log order: up to ``size``
@@ -168,9 +230,9 @@ class TrustLedger:
             size = self.log.size()
         if size <= self._seen:
             return  # another caller has folded at least this far
-        for index in range(self._seen, size):
+        for index, data in self.log.entries_between(self._seen, size):
             try:
-                entry = LogEntry.model_validate_json(self.log.entry(index))
+                entry = LogEntry.model_validate_json(data)
                 if entry.type != "trust":
                     continue
                 event = TrustEvent.model_validate(entry.payload)
@@ -189,6 +251,7 @@ def attach_trust(gate: Gatekeeper, ctx: Context | None = None) -> TrustLedger:
     """Make ``gate`` take its tiers from, and report deception and clean actions to, a
     :class:`TrustLedger` over its own log (rebuilt from that log now)."""
     ledger = TrustLedger(gate.log, ctx)
+    ledger.bind(lambda entries, check: gate.append(entries, check=check))
     gate.tiers = ledger
     gate.sanctioner = ledger
     gate.on_executed = ledger

@@ -8,8 +8,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from thirdway.bench.serve import percentile
+from postgres_support import pg_url
+from thirdway.bench.serve import (
+    ServeBenchConfig,
+    bench_database,
+    names_database,
+    parse_workers,
+    percentile,
+)
 from thirdway.cli.main import app
+from thirdway.errors import InputError
+
+__all__ = ["pg_url"]  # the fixture
 
 runner = CliRunner()
 
@@ -23,7 +33,9 @@ def test_a_tiny_run_measures_and_shuts_down_cleanly(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "actions/s" in result.output.replace("\n", "") or "actio" in result.output
-    data = json.loads(out.read_text())
+    data = json.loads(out.read_text())["results"]
+    assert [(run["storage"], run["workers"]) for run in data] == [("sqlite", 1)]
+    data = data[0]
     assert data["actions"] == 24 and data["failed"] == 0 and data["agents"] == 3
     assert data["actions_per_second"] > 0
     assert 0 < data["p50_ms"] <= data["p99_ms"] <= data["max_ms"]
@@ -36,14 +48,17 @@ def test_a_tiny_run_measures_and_shuts_down_cleanly(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "2"], "not supported yet"),
-        (["--db", "postgresql://localhost/thirdway"], "not supported yet"),
+        (["--workers", "2"], "needs PostgreSQL"),
+        (["--workers", "1,2"], "needs PostgreSQL"),
+        (["--workers", "0"], "--workers"),
+        (["--workers", "two"], "--workers"),
+        (["--db", "mysql://localhost/thirdway"], "not a storage"),
         (["--agents", "0"], "--agents"),
         (["--actions", "0"], "--actions"),
         (["--time-limit", "0"], "--time-limit"),
     ],
 )
-def test_unsupported_or_bad_options_are_refused(args: list[str], message: str) -> None:
+def test_bad_options_are_refused(args: list[str], message: str) -> None:
     result = runner.invoke(app, ["bench", "serve", *args])
     assert result.exit_code == 2
     assert message in result.output
@@ -56,3 +71,53 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(samples, 99) == 99.0
     assert percentile(samples, 100) == 100.0
     assert percentile([], 99) == 0.0
+
+
+def test_a_tiny_run_on_postgres_with_two_workers(tmp_path: Path, pg_url: str) -> None:
+    out = tmp_path / "serve.json"
+    result = runner.invoke(
+        app,
+        ["bench", "serve", "--actions", "16", "--agents", "4", "--workers", "1,2",
+         "--db", pg_url, "--json", str(out), "--dir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    runs = json.loads(out.read_text())["results"]
+    assert [(run["storage"], run["workers"]) for run in runs] == [
+        ("sqlite", 1), ("postgresql", 1), ("postgresql", 2)
+    ]  # fmt: skip
+    for run in runs:
+        assert run["actions"] == 16 and run["failed"] == 0
+        assert run["log_verified"] is True and run["clean_shutdown"] is True
+    # the named database is used as it is: both PostgreSQL runs wrote to the same log
+    assert runs[2]["log_entries"] >= 2 * (16 * 7 + 4)
+    assert runs[2]["log_entries"] > runs[1]["log_entries"]
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_the_bench_makes_and_drops_its_own_database(pg_url: str) -> None:
+    import psycopg
+
+    server = pg_url.rpartition("/")[0] + "/"
+    assert not names_database(server) and names_database(pg_url)
+    with bench_database(server) as url:
+        assert names_database(url) and url != server
+        with psycopg.connect(url) as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+        name = url.rpartition("/")[2]
+    with psycopg.connect(pg_url, autocommit=True) as connection:
+        found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        assert found.fetchone() is None
+    with bench_database(pg_url) as url:
+        assert url == pg_url
+
+
+def test_worker_counts_and_runs() -> None:
+    assert parse_workers("1,2,4") == (1, 2, 4)
+    assert parse_workers("4, 2,4") == (4, 2)
+    with pytest.raises(InputError, match="--workers"):
+        parse_workers("1,,x")
+    config = ServeBenchConfig.build(workers="1,2,4", db="postgresql://h/db")
+    assert config.runs() == [
+        ("sqlite", 1), ("postgresql://h/db", 1), ("postgresql://h/db", 2), ("postgresql://h/db", 4)
+    ]  # fmt: skip
+    assert ServeBenchConfig.build().runs() == [("sqlite", 1)]

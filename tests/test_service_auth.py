@@ -9,13 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from thirdway.errors import InputError
-from thirdway.service.auth import KeyStore, Principal, bearer
+from thirdway.service.auth import KeyStore, Principal, SQLiteKeyStore, bearer
 from thirdway.service.errors import Forbidden, Unauthorized
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
-    keys = KeyStore(tmp_path_factory.mktemp("keys") / "keys.db")
+    keys = SQLiteKeyStore(tmp_path_factory.mktemp("keys") / "keys.db")
     return keys
 
 
@@ -66,10 +66,10 @@ def test_bearer_parsing() -> None:
 
 
 def test_keys_survive_a_restart_and_names_keep_their_role(tmp_path: Path) -> None:
-    first = KeyStore(tmp_path / "k.db")
+    first = SQLiteKeyStore(tmp_path / "k.db")
     made = first.create("alice", "auditor")
     first.close()
-    again = KeyStore(tmp_path / "k.db")
+    again = SQLiteKeyStore(tmp_path / "k.db")
     assert again.authenticate(made).role == "auditor"
     assert again.create("alice", "auditor") != made  # a second key for the same principal
     with pytest.raises(InputError, match="keeps one role"):

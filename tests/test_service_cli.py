@@ -72,11 +72,61 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--workers", "4"), ("--db", "postgresql://db/thirdway")]
+    ("args", "message"),
+    [
+        (["--workers", "4"], "--workers 4 needs PostgreSQL"),
+        (["--db", "sqlite", "--workers", "2"], "only 1 worker is possible"),
+        (["--db", "mysql://db/thirdway"], "not a storage thirdway knows"),
+        (["--db", "postgres-ish"], "not a storage thirdway knows"),
+    ],
 )
-def test_serve_refuses_what_is_not_supported_yet(tmp_path: Path, option: str, value: str) -> None:
-    result = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path), option, value])
-    assert result.exit_code == 2 and "not supported yet" in result.output
+def test_serve_refuses_what_cannot_work(tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_serve_refusal_does_not_show_a_password(tmp_path: Path) -> None:
+    result = runner.invoke(
+        cli, ["serve", "--data-dir", str(tmp_path), "--db", "mysql://u:hunter2@db/x"]
+    )
+    assert result.exit_code == 2 and "hunter2" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("db", "workers", "postgres"),
+    [
+        ("sqlite", 1, False),
+        ("sqlite:///x.db", 1, False),
+        ("postgresql://db/thirdway", 1, True),
+        ("postgresql://db/thirdway", 4, True),
+        ("postgres://u@db/thirdway", 64, True),
+        ("postgresql+psycopg://db/thirdway", 2, True),
+    ],
+)
+def test_accepted_storage_and_workers(db: str, workers: int, postgres: bool) -> None:
+    config = ServiceConfig(db=db, workers=workers)
+    config.check_supported()
+    assert config.postgres is postgres
+
+
+def test_workers_and_db_come_from_file_and_env(tmp_path: Path) -> None:
+    path = tmp_path / "thirdway.toml"
+    path.write_text('db = "postgresql://db/thirdway"\nworkers = 3\n')
+    config = load_config(path, environ={"THIRDWAY_WORKERS": "4"})
+    assert (config.db, config.workers, config.postgres) == ("postgresql://db/thirdway", 4, True)
+    config.check_supported()
+    with pytest.raises(InputError, match="needs PostgreSQL"):
+        load_config(path, environ={"THIRDWAY_DB": "sqlite"}).check_supported()
+
+
+def test_workers_get_one_console_secret(tmp_path: Path) -> None:
+    from thirdway.service.worker import for_workers
+
+    config = ServiceConfig(data_dir=tmp_path, db="postgresql://db/x", workers=2)
+    shared = for_workers(config)
+    assert shared.console_secret and for_workers(shared).console_secret == shared.console_secret
+    assert for_workers(config.model_copy(update={"console": False})).console_secret is None
 
 
 def test_keys_create_refuses_bad_roles_and_names(tmp_path: Path) -> None:

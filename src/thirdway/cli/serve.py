@@ -17,6 +17,12 @@ ConfigOption = Annotated[
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder of the log, spent-set and keys.")
 ]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Storage: 'sqlite' (default, files in --data-dir) or a postgresql:// URL."
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -31,29 +37,20 @@ def serve(
     host: Annotated[str | None, typer.Option("--host", help="Default 127.0.0.1.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Default 8080.")] = None,
     data_dir: DataDirOption = None,
-    db: Annotated[str | None, typer.Option("--db", help="Storage URL (only sqlite now).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Only 1 for now.")] = None,
+    db: DbOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Worker processes (default 1; more need PostgreSQL)."),
+    ] = None,
 ) -> None:
     """Run the gateway service (HTTP API and auditor console) until SIGINT/SIGTERM."""
-    import uvicorn
-
-    from thirdway.service import create_app, load_config
-    from thirdway.service import logs as service_logs
+    from thirdway.service import load_config
+    from thirdway.service.worker import run
 
     overrides = {"host": host, "port": port, "data_dir": data_dir, "db": db, "workers": workers}
     config = load_config(config_path, overrides=overrides)
     config.check_supported()
-    service_logs.configure(config.log_level)
-    app = create_app(config)
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-        log_level=config.log_level,
-    )
+    run(config)
 
 
 @keys_app.command("create")
@@ -63,13 +60,15 @@ def create_key(
     name: Annotated[str, typer.Option("--name", help="The principal (agent or auditor id).")],
     config_path: ConfigOption = None,
     data_dir: DataDirOption = None,
+    db: DbOption = None,
 ) -> None:
     """Create an API key and print it (once: only its digest is stored)."""
     from thirdway.service import load_config
     from thirdway.service.state import open_keys
 
-    config = load_config(config_path, overrides={"data_dir": data_dir})
-    keys = open_keys(config.data_dir)
+    config = load_config(config_path, overrides={"data_dir": data_dir, "db": db})
+    config.check_supported()
+    keys = open_keys(config)
     try:
         key = keys.create(name, role)
     finally:
@@ -79,13 +78,16 @@ def create_key(
 
 @keys_app.command("list")
 @friendly_errors
-def list_keys(config_path: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+def list_keys(
+    config_path: ConfigOption = None, data_dir: DataDirOption = None, db: DbOption = None
+) -> None:
     """List keys: id, principal, role, created, revoked (never a secret)."""
     from thirdway.service import load_config
     from thirdway.service.state import open_keys
 
-    config = load_config(config_path, overrides={"data_dir": data_dir})
-    keys = open_keys(config.data_dir)
+    config = load_config(config_path, overrides={"data_dir": data_dir, "db": db})
+    config.check_supported()
+    keys = open_keys(config)
     try:
         for info in keys.listing():
             revoked = f"revoked {info.revoked_at}" if info.revoked_at else "active"
@@ -100,13 +102,15 @@ def revoke_key(
     key_id: Annotated[str, typer.Argument(help="The key id (the part after 'tw_').")],
     config_path: ConfigOption = None,
     data_dir: DataDirOption = None,
+    db: DbOption = None,
 ) -> None:
     """Revoke a key; a running service refuses it from its next request."""
     from thirdway.service import load_config
     from thirdway.service.state import open_keys
 
-    config = load_config(config_path, overrides={"data_dir": data_dir})
-    keys = open_keys(config.data_dir)
+    config = load_config(config_path, overrides={"data_dir": data_dir, "db": db})
+    config.check_supported()
+    keys = open_keys(config)
     try:
         keys.revoke(key_id)
     finally:
@@ -130,16 +134,29 @@ def register_bench(bench_app: typer.Typer) -> None:
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Also write the results to this JSON file.")
         ] = None,
-        workers: Annotated[int, typer.Option("--workers", help="Server workers (1).")] = 1,
-        db: Annotated[str, typer.Option("--db", help="Storage (sqlite).")] = "sqlite",
+        workers: Annotated[
+            str,
+            typer.Option(
+                "--workers", help="Worker counts to run, like 1,2,4 (more than 1 needs --db)."
+            ),
+        ] = "1",
+        db: Annotated[
+            str,
+            typer.Option(
+                "--db",
+                help="sqlite, or a postgresql:// URL: without a database name the bench makes "
+                "and drops its own; SQLite with 1 worker runs alongside.",
+            ),
+        ] = "sqlite",
         folder: Annotated[
             Path | None, typer.Option("--dir", help="Where the server's data goes.")
         ] = None,
         time_limit: Annotated[
-            float, typer.Option("--time-limit", help="Stop after this many seconds.")
+            float, typer.Option("--time-limit", help="Stop each run after this many seconds.")
         ] = 120.0,
     ) -> None:
-        """Gated actions per second and latency percentiles over loopback HTTP."""
+        """Gated actions per second and latency percentiles over loopback HTTP, per storage and
+        worker count."""
         from thirdway.bench.serve import ServeBenchConfig, dump_json, render_table, run
 
         config = ServeBenchConfig.build(
@@ -151,10 +168,10 @@ def register_bench(bench_app: typer.Typer) -> None:
             folder=folder,
             time_limit=time_limit,
         )
-        result = run(config)
-        console.print(render_table(result))
-        for note in result.notes:
+        report = run(config)
+        console.print(render_table(report))
+        for note in report.notes:
             console.print(f"- {note}", highlight=False, soft_wrap=True)
         if json_path is not None:
-            json_path.write_text(dump_json(result) + "\n", encoding="utf-8")
+            json_path.write_text(dump_json(report) + "\n", encoding="utf-8")
             console.print(f"results written to {json_path}", highlight=False)

@@ -76,26 +76,34 @@ def _digest(secret: str) -> bytes:
 
 
 class KeyStore:
-    """API keys in SQLite (``keys.db`` in the data folder), cached in memory once seen."""
+    """API keys: the checks every backend shares. :class:`SQLiteKeyStore` keeps them in
+    ``keys.db`` in the data folder (one machine); :class:`PostgresKeyStore` in the service's
+    PostgreSQL database, where every worker process reads the keys one admin command made."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
-            "role TEXT NOT NULL, digest BLOB NOT NULL, created_at INTEGER NOT NULL, "
-            "revoked_at INTEGER)"
-        )
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(keys)")}
-        if "revoked_at" not in columns:  # a keys.db from before revocation existed
-            self._db.execute("ALTER TABLE keys ADD COLUMN revoked_at INTEGER")
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
         self._dummy = _digest(secrets.token_urlsafe(32))
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        raise NotImplementedError
+
+    def _role_of(self, name: str) -> str | None:
+        raise NotImplementedError
+
+    def _insert(self, key_id: str, name: str, role: Role, digest: bytes, now: int) -> None:
+        """Store the row; refuse (InputError) when ``name`` already holds another role."""
+        raise NotImplementedError
+
+    def _row(self, key_id: str) -> _Row | None:
+        """Read on every request (no cache), so a revocation takes effect at once, even one
+        made by ``thirdway keys revoke`` in another process."""
+        raise NotImplementedError
+
+    def _revoke(self, key_id: str, now: int) -> int:
+        raise NotImplementedError
+
+    def listing(self) -> list[KeyInfo]:
+        """Every key's id, principal, role and times (never a secret or a digest)."""
+        raise NotImplementedError
 
     def create(self, name: str, role: str) -> str:
         """A new key for ``name`` with ``role``; the only time the secret exists in clear."""
@@ -108,46 +116,13 @@ class KeyStore:
             )
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        with self._lock:
-            held = self._db.execute("SELECT role FROM keys WHERE name = ? LIMIT 1", (name,))
-            row = held.fetchone()
-            if row is not None and row[0] != role:
-                raise InputError(f"{name!r} already is an {row[0]}; a name keeps one role")
-            self._db.execute(
-                "INSERT INTO keys VALUES (?, ?, ?, ?, ?, NULL)",
-                (key_id, name, role, _digest(secret), int(time.time())),
-            )
+        self._insert(key_id, name, role, _digest(secret), int(time.time()))
         return f"{PREFIX}{key_id}_{secret}"
-
-    def _row(self, key_id: str) -> _Row | None:
-        """Read on every request (no cache), so a revocation takes effect at once, even one
-        made by ``thirdway keys revoke`` in another process."""
-        with self._lock:
-            found = self._db.execute(
-                "SELECT name, role, digest FROM keys WHERE id = ? AND revoked_at IS NULL",
-                (key_id,),
-            ).fetchone()
-        if found is None:
-            return None
-        return _Row(found[0], found[1], bytes(found[2]))
 
     def revoke(self, key_id: str) -> None:
         """Revoke a key by its id (the part after ``tw_``); the row stays, as a record."""
-        with self._lock:
-            changed = self._db.execute(
-                "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (int(time.time()), key_id),
-            ).rowcount
-        if changed != 1:
+        if self._revoke(key_id, int(time.time())) != 1:
             raise InputError(f"no active key with id {key_id[:40]!r}")
-
-    def listing(self) -> list[KeyInfo]:
-        """Every key's id, principal, role and times (never a secret or a digest)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, name, role, created_at, revoked_at FROM keys ORDER BY created_at, id"
-            ).fetchall()
-        return [KeyInfo(*row) for row in rows]
 
     def authenticate(self, key: str | None) -> Principal:
         """The principal holding ``key``, or :class:`Unauthorized` (same work either way)."""
@@ -160,6 +135,77 @@ class KeyStore:
         if row is None or not matches:
             raise Unauthorized("the API key is not valid")
         return Principal(row.name, row.role, key_id)
+
+
+def _role_conflict(name: str, held: str) -> InputError:
+    return InputError(f"{name!r} already is an {held}; a name keeps one role")
+
+
+class SQLiteKeyStore(KeyStore):
+    """API keys in SQLite (``keys.db`` in the data folder). WAL mode: other processes (the
+    ``thirdway keys`` commands) write while the service reads."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
+            "role TEXT NOT NULL, digest BLOB NOT NULL, created_at INTEGER NOT NULL, "
+            "revoked_at INTEGER)"
+        )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(keys)")}
+        if "revoked_at" not in columns:  # a keys.db from before revocation existed
+            self._db.execute("ALTER TABLE keys ADD COLUMN revoked_at INTEGER")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _insert(self, key_id: str, name: str, role: Role, digest: bytes, now: int) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                held = self._db.execute("SELECT role FROM keys WHERE name = ? LIMIT 1", (name,))
+                row = held.fetchone()
+                if row is not None and row[0] != role:
+                    raise _role_conflict(name, row[0])
+                self._db.execute(
+                    "INSERT INTO keys VALUES (?, ?, ?, ?, ?, NULL)",
+                    (key_id, name, role, digest, now),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _row(self, key_id: str) -> _Row | None:
+        with self._lock:
+            found = self._db.execute(
+                "SELECT name, role, digest FROM keys WHERE id = ? AND revoked_at IS NULL",
+                (key_id,),
+            ).fetchone()
+        if found is None:
+            return None
+        return _Row(found[0], found[1], bytes(found[2]))
+
+    def _revoke(self, key_id: str, now: int) -> int:
+        with self._lock:
+            changed: int = self._db.execute(
+                "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, key_id),
+            ).rowcount
+        return changed
+
+    def listing(self) -> list[KeyInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, role, created_at, revoked_at FROM keys ORDER BY created_at, id"
+            ).fetchall()
+        return [KeyInfo(*row) for row in rows]
 
 
 def _split(key: str) -> tuple[str, str]:

@@ -22,8 +22,10 @@ MAX_PAGE = 1000
 
 
 class ServiceConfig(BaseModel):
-    """What ``thirdway serve`` needs. ``db`` and ``workers`` are shaped for PostgreSQL and
-    several workers later; today only SQLite in ``data_dir`` and one worker exist."""
+    """What ``thirdway serve`` needs. ``db`` picks the storage: ``sqlite`` (the default: log and
+    spent-set as SQLite files in ``data_dir``, one worker process) or a ``postgresql://`` URL
+    (log, spent-set and API keys in that database, any number of workers; ``data_dir`` still
+    holds the signing keys, which every worker reads)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,25 +40,53 @@ class ServiceConfig(BaseModel):
     console: bool = True
     """Mount the auditor console under ``/console`` (auditors sign in with their API key)."""
     console_secret: str | None = None
-    """Signs console session cookies; random per process when unset."""
+    """Signs console session cookies; random per process when unset (so with several workers
+    a console session lasts only while requests reach the worker that signed it: set one)."""
     durable: bool = True
     """fsync every spend (off only for throwaway benchmarks)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     threads: int = Field(default=40, ge=1, le=256)
     """Worker threads for the blocking gate calls (the log's group commit batches across
     them; more threads than cores mostly adds GIL contention)."""
+    checkpoint_seconds: float = Field(default=10.0, gt=0, le=86400)
+    """With PostgreSQL: how often the elected worker signs a checkpoint of the shared log."""
+    shutdown_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How long a worker waits, after SIGTERM, for the requests in flight to finish."""
+
+    @property
+    def postgres(self) -> bool:
+        """Whether ``db`` names a PostgreSQL database."""
+        return is_postgres_db(self.db)
 
     def check_supported(self) -> None:
-        """Refuse the options whose shape exists but whose implementation does not yet."""
+        """Refuse storage and worker combinations that cannot work, naming why."""
+        if self.postgres:
+            return
         if self.db != "sqlite" and not self.db.startswith("sqlite:"):
             raise InputError(
-                f"--db {self.db!r} is not supported yet: only SQLite ('sqlite', the default) "
-                "works today; PostgreSQL comes with several gateway workers"
+                f"--db {_shown(self.db)!r} is not a storage thirdway knows: use 'sqlite' (the "
+                "default, files in --data-dir) or a postgresql:// URL"
             )
         if self.workers != 1:
             raise InputError(
-                f"--workers {self.workers} is not supported yet: only 1 worker works with SQLite"
+                f"--workers {self.workers} needs PostgreSQL (--db postgresql://...): a SQLite "
+                "log has one writer process, so with SQLite only 1 worker is possible"
             )
+
+
+def is_postgres_db(db: str) -> bool:
+    text = db.strip().lower()
+    return text.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
+
+
+def _shown(db: str) -> str:
+    """``db`` with any password masked (it appears in error messages)."""
+    if "://" not in db or "@" not in db:
+        return db[:200]
+    scheme, _, rest = db.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"[:200] if ":" in credentials else db[:200]
 
 
 def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -8,11 +8,10 @@ indirection filled in once both exist.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from thirdway.dialogue import DialogueService, EpochKeeper
 from thirdway.gateway import DEFAULT_TIER, Gatekeeper, ToolRegistry, banking
-from thirdway.service.auth import KeyStore
+from thirdway.service.auth import KeyStore, SQLiteKeyStore
 from thirdway.service.config import ServiceConfig
 
 KEYS_NAME = "keys.db"
@@ -34,9 +33,15 @@ def hosted_tools(config: ServiceConfig) -> ToolRegistry:
     return ToolRegistry()
 
 
-def open_keys(data_dir: Path) -> KeyStore:
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return KeyStore(data_dir / KEYS_NAME)
+def open_keys(config: ServiceConfig) -> KeyStore:
+    """The API keys: in the PostgreSQL database when ``db`` is one (every worker reads them
+    there), else ``keys.db`` in the data folder."""
+    if config.postgres:
+        from thirdway.service.keys_pg import PostgresKeyStore
+
+        return PostgresKeyStore(config.db)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return SQLiteKeyStore(config.data_dir / KEYS_NAME)
 
 
 @dataclass
@@ -50,11 +55,15 @@ class Services:
     @classmethod
     def open(cls, config: ServiceConfig, tools: ToolRegistry | None = None) -> Services:
         config.check_supported()
-        keys = open_keys(config.data_dir)
+        keys = open_keys(config)
         tiers = _TrustTiers()
         try:
+            # with PostgreSQL the log and spent-set live in the database (shared by every
+            # worker; the elected one signs checkpoints) and data_dir keeps the signing keys
             gate = Gatekeeper.open(
                 config.data_dir,
+                db=config.db if config.postgres else None,
+                checkpoint_every_s=config.checkpoint_seconds if config.postgres else None,
                 tools=tools if tools is not None else hosted_tools(config),
                 tiers=tiers,
                 durable_spends=config.durable,

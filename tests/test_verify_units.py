@@ -425,6 +425,48 @@ def test_fast_observation_hash_is_the_canonical_hash(
     assert observation_sha256(observation) == canonical_sha256(observation)
 
 
+_JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+)
+_JSON = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200)
+@given(
+    st.dictionaries(
+        st.text(st.characters(min_codepoint=0x20, exclude_categories=("Cs",)), min_size=1),
+        _JSON,
+        max_size=5,
+    )
+)
+def test_fast_call_observation_hash_is_the_canonical_hash(args: dict[str, Any]) -> None:
+    """Call arguments of every JSON shape: plain ones take the fast path, floats and astral
+    keys the reference path; the hash is the canonical one either way."""
+    call = obs(3, "call", call={"tool": "t", "args": args})
+    assert observation_sha256(call) == canonical_sha256(call)
+
+
+def test_fast_observation_hash_escapes_like_rfc8785() -> None:
+    """Every control character, the two escaped ASCII characters, DEL, the JSON-unsafe line
+    separators and an astral character: the fast encoder must write them exactly as RFC 8785."""
+    content = "".join(chr(c) for c in range(0x20)) + '"\\/\x7f\u2028\u2029\U0001f600é'
+    observation = obs(1, "data", content=content, produced_by=0)
+    assert observation_sha256(observation) == canonical_sha256(observation)
+    broken = Observation.model_construct(
+        session="s", index=1, channel="data", produced_by=0, content="a\ud800b", call=None
+    )
+    with pytest.raises(InputError):  # a lone surrogate: refused as by the reference path
+        observation_sha256(broken)
+
+
 def test_call_observations_and_large_indices_take_the_reference_path() -> None:
     call = obs(3, "call", call={"tool": "t", "args": {"x": 1e21, "y": 0.1}})
     assert observation_sha256(call) == canonical_sha256(call)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
+import orjson
+
 from thirdway.protocol.canonical import canonical_sha256, sha256_hex
 from thirdway.protocol.manifest import ManifestSet
 from thirdway.protocol.models import Decision, Finding, Observation, Proposal, Verdict
@@ -175,29 +177,53 @@ def _hash(model: object) -> str:
 
 
 _SAFE_INT = 2**53 - 1
+_ASTRAL = "\U00010000"
 
 
 def observation_sha256(obs: Observation) -> str:
-    """``canonical_sha256(obs)``, at C speed for principal and data observations.
+    """``canonical_sha256(obs)``, at C speed when the observation holds no float.
 
     The ``rfc8785`` package escapes strings with a Python callback per escaped character, so a
-    session's worth of tool output takes milliseconds to hash. For an observation without a
-    ``call``, the canonical object holds only ASCII keys, strings, integers and nulls; for those,
-    RFC 8785 (ECMAScript ``JSON.stringify`` escaping, keys sorted) writes exactly what
-    :func:`json.dumps` writes with sorted keys, no spaces and ``ensure_ascii=False``. Call
-    observations (whose arguments may hold floats, formatted differently by the two) and integers
-    outside I-JSON's range take the reference path.
+    session's worth of tool output takes milliseconds to hash. An observation whose canonical
+    object holds only strings, booleans, nulls, integers within I-JSON's range, lists and objects
+    whose keys lie in the Basic Multilingual Plane (every principal and data observation, and
+    most calls) is written by ``orjson`` with sorted keys exactly as RFC 8785 writes it: no
+    spaces, ``"`` ``\\`` and control characters escaped (``\\b \\t \\n \\f \\r``, else
+    lower-case ``\\u00xx``), everything else as UTF-8, keys in code-point order (RFC 8785 sorts
+    by UTF-16 code units, the same order inside the BMP). ``orjson`` does it about twenty times
+    faster than :func:`json.dumps` (50 KB of tool output: 5 µs, not 100). Anything else (a
+    float, which the two format differently; a large integer; an astral key) takes the reference
+    path, and so does a lone surrogate, so that the reference names the problem.
     """
-    if obs.call is not None or not all(
-        v is None or 0 <= v <= _SAFE_INT for v in (obs.index, obs.produced_by)
-    ):
-        return canonical_sha256(obs)
     document = obs.model_dump(mode="json", by_alias=True)
-    try:
-        encoded = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return sha256_hex(encoded.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate: let the reference path refuse it
+    if not _plain_json(document):
         return canonical_sha256(obs)
+    try:
+        return sha256_hex(orjson.dumps(document, option=orjson.OPT_SORT_KEYS))
+    except orjson.JSONEncodeError:  # a lone surrogate: let the reference path refuse it
+        return canonical_sha256(obs)
+
+
+def _plain_json(value: object) -> bool:
+    """Whether ``value`` holds only what ``orjson`` writes exactly as RFC 8785 does."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is None or isinstance(item, str | bool):
+            continue
+        if isinstance(item, int):
+            if type(item) is not int or not -_SAFE_INT <= item <= _SAFE_INT:
+                return False
+        elif type(item) is dict:
+            for key, child in item.items():
+                if type(key) is not str or (key and max(key) >= _ASTRAL):
+                    return False
+                stack.append(child)
+        elif type(item) is list:
+            stack.extend(item)
+        else:
+            return False
+    return True
 
 
 def _digest(compute: Callable[[], str]) -> str | None:

@@ -526,6 +526,18 @@ class _Group:
 
     pattern: re.Pattern[str]
     members: tuple[int, ...]  # indices into _RULES, ascending
+    lead: str  # the character every member's pattern opens with
+    sparse: bool  # markup: the lead is rare in text, so its occurrences are tried one by one
+
+
+_SPARSE_LEADS = "<[#"
+"""Leads of the markup rules (``<INFORMATION>``, ``[INST]``, ``###``). Tool data holds few of
+these characters, so :func:`_next_start` reaches each with ``str.find`` (``memchr``) and tries
+the group there, instead of a regex scan of the whole text that costs as much as a letter's."""
+
+_SPARSE_TRIES = 64
+"""Occurrences of a sparse lead tried one by one before one regex scan takes over (a text full
+of ``<`` would otherwise cost a Python call per character)."""
 
 
 def _compile_groups() -> tuple[_Group, ...]:
@@ -538,8 +550,10 @@ def _compile_groups() -> tuple[_Group, ...]:
         _Group(
             re.compile("|".join(f"(?:{_RULES[index].pattern.pattern})" for index in members)),
             tuple(members),
+            lead[-1],
+            lead[-1] in _SPARSE_LEADS,
         )
-        for members in by_lead.values()
+        for lead, members in by_lead.items()
     )
 
 
@@ -935,9 +949,28 @@ def _matches_at(groups: list[int], pos: int, low: str) -> list[tuple[int, re.Mat
 
 
 def _push_group(queue: list[tuple[int, int]], number: int, pos: int, low: str) -> None:
-    following = _GROUPS[number].pattern.search(low, pos)
+    following = _next_start(_GROUPS[number], pos, low)
     if following is not None:
-        heapq.heappush(queue, (following.start(), number))
+        heapq.heappush(queue, (following, number))
+
+
+def _next_start(group: _Group, pos: int, low: str) -> int | None:
+    """Where ``group.pattern.search(low, pos)`` would find its match, or None.
+
+    Every member opens with ``group.lead``, so no match starts before the next occurrence of it;
+    and a search finds a match at a position exactly when a match attempt there succeeds. For a
+    sparse lead the occurrences are therefore reached with ``str.find`` and tried in turn.
+    """
+    if group.sparse:
+        for _ in range(_SPARSE_TRIES):
+            pos = low.find(group.lead, pos)
+            if pos < 0:
+                return None
+            if group.pattern.match(low, pos) is not None:
+                return pos
+            pos += 1
+    found = group.pattern.search(low, pos)
+    return None if found is None else found.start()
 
 
 def _span(scan: _Scan, rule: _Rule, match: re.Match[str]) -> tuple[int, int, str]:

@@ -104,3 +104,115 @@ def leader_worker(url: str, key_path: str, record_path: str, interval_s: float) 
                 with open(record_path, "a", encoding="ascii") as handle:
                     handle.write(f"{os.getpid()} {size}\n")
             time.sleep(interval_s)
+
+
+# --- gateway worker processes ----------------------------------------------------------------
+
+
+def _wait_file(path: Path, seconds: float = 20.0) -> str:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+    return path.read_text()
+
+
+def _publish(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (readers never see half of it)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def gateway_worker(
+    url: str, data_dir: str, exchange: str, worker: int, workers: int, agents: int, rounds: int
+) -> None:
+    """One gateway worker process over the shared database, tiers from the trust ledger.
+
+    For every agent and round: open a session, read the bill, then pay it (honest chain), obey
+    the injection, or claim the principal asked for the attacker's transfer (a deception). Then
+    the cross-worker part: open a hand-off session and publish a read token for it; continue
+    the previous worker's hand-off session (propose there) and try to spend every worker's
+    token. Results go to ``exchange/result-<worker>.json``."""
+    import json
+
+    from thirdway.errors import CapabilityError
+    from thirdway.gateway import Gatekeeper, banking
+    from thirdway.gateway.trust_link import attach_trust
+
+    folder = Path(exchange)
+    bank = banking.Bank()
+    bank.files[banking.BILL_FILE] = banking.bill_text(banking.INJECTION)
+    results: dict[str, object] = {"sessions": {}, "spent": [], "refused": [], "handoff": None}
+    sessions: dict[str, object] = {}
+    call = {"tool": "read_file", "args": {"file_path": banking.BILL_FILE}}
+    with Gatekeeper.open(data_dir, db=url, tools=bank.registry()) as gate:
+        attach_trust(gate)
+        for round_ in range(rounds):
+            for agent in range(agents):
+                sid = gate.open_session(f"agent-{agent}", banking.INSTRUCTION)
+                read = gate.propose(sid, banking.read_proposal(sid))
+                if read.outcome != "granted":  # sanctions elsewhere may have lowered the tier
+                    sessions[sid] = {"agent": f"agent-{agent}", "outcome": read.outcome}
+                    continue
+                bill = gate.execute(sid, read.token, call).result_index
+                kind = ("injected", "fabricated", "honest")[(worker + agent + round_) % 3]
+                if kind == "injected":
+                    proposal = banking.injected_transfer_proposal(sid, bill)
+                elif kind == "fabricated":  # deception: a sanction for the agent
+                    proposal = banking.fabricated_transfer_proposal(sid)
+                else:
+                    proposal = banking.payment_proposal(sid, bill)
+                outcome = gate.propose(sid, proposal)
+                sessions[sid] = {
+                    "agent": f"agent-{agent}",
+                    "outcome": outcome.outcome,
+                    "verdict": outcome.verdict.verdict if outcome.verdict else None,
+                    "kind": kind,
+                }
+        results["sessions"] = sessions
+        # Hand-off: this worker's session, continued by the next worker.
+        mine = gate.open_session("handoff-agent", banking.INSTRUCTION, session_id=f"h-{worker}")
+        read = gate.propose(mine, banking.read_proposal(mine))
+        assert read.outcome == "granted", read
+        bill = gate.execute(mine, read.token, call).result_index
+        token = gate.propose(mine, banking.read_proposal(mine))
+        assert token.outcome == "granted", token
+        _publish(folder / f"bill-{worker}", str(bill))
+        _publish(folder / f"token-{worker}", json.dumps([mine, token.token]))
+        previous = (worker - 1) % workers
+        theirs = f"h-{previous}"
+        their_bill = int(_wait_file(folder / f"bill-{previous}"))
+        payment = gate.propose(theirs, banking.payment_proposal(theirs, their_bill))
+        results["handoff"] = {
+            "session": theirs,
+            "verdict": payment.verdict.verdict if payment.verdict else None,
+            "outcome": payment.outcome,
+        }
+        for other in range(workers):
+            session, secret = json.loads(_wait_file(folder / f"token-{other}"))
+            try:
+                gate.execute(session, secret, call)
+                results["spent"].append(other)  # type: ignore[attr-defined]
+            except CapabilityError as exc:
+                results["refused"].append([other, exc.reason])  # type: ignore[attr-defined]
+    _publish(folder / f"result-{worker}.json", json.dumps(results))
+
+
+def leading_gateway_worker(url: str, data_dir: str, exchange: str, interval_s: float) -> None:
+    """A gateway worker that runs a checkpoint leader candidacy and keeps appending; writes
+    ``leader-<pid>`` while it leads. Runs until killed."""
+    from thirdway.gateway import Gatekeeper, banking
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    folder = Path(exchange)
+    with Gatekeeper.open(data_dir, db=url, checkpoint_every_s=interval_s) as gate:
+        sid = gate.open_session(f"agent-{os.getpid()}", banking.INSTRUCTION)
+        leader = gate.checkpoint_leader
+        assert leader is not None
+        while True:
+            gate.record_tool_result(sid, {"tool": "get_balance", "args": {}}, "1810.0")
+            if leader.is_leader:
+                _publish(folder / f"leader-{os.getpid()}", "1")
+            time.sleep(interval_s / 2)

@@ -67,6 +67,7 @@ class Gateway:
 def open_gateway(
     data_dir: Path | str,
     *,
+    db: str | None = None,
     tools: ToolRegistry | None = None,
     manifests: ManifestSet | None = None,
     verify_policy: VerifyPolicy | None = None,
@@ -89,8 +90,9 @@ def open_gateway(
     thirdway, or by ``enclave_cmd``), minting only while its measurement is operator-accepted;
     ``trust_first_use`` accepts the current measurement in ``operator``'s name when the folder
     has no allow-list yet (logged like any acceptance). ``dialogue``: run the dialogue service
-    (with the automatic auditor unless ``auto_auditor=False``). ``gate_options`` go to
-    :class:`Gatekeeper`."""
+    (with the automatic auditor unless ``auto_auditor=False``). ``db``: a ``postgresql://`` URL
+    holding the log and the spent-set, shared by several workers (``data_dir`` then keeps only
+    the shared keys; see :meth:`Gatekeeper.open`). ``gate_options`` go to :class:`Gatekeeper`."""
     folder = Path(data_dir)
     ctx = trust_context or load_context()
     registry = tools if tools is not None else ToolRegistry()
@@ -108,6 +110,7 @@ def open_gateway(
             first.save(allowlist_path(folder))
     gate = Gatekeeper.open(
         folder,
+        db=db,
         tools=registry,
         manifests=merged,
         verifier=verifier,

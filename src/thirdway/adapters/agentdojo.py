@@ -50,8 +50,12 @@ from pydantic import ValidationError
 from thirdway.adapters.chains import ChainBuilder
 from thirdway.errors import InputError, ThirdwayError
 from thirdway.gateway import Denied, Escalated, FixedTier, Gatekeeper, Granted, ToolRegistry
+from thirdway.gateway.endorsement import InstructionEndorsementJudge, JudgedVerifier
+from thirdway.gateway.reply import ReplyScreen, screen_reply
+from thirdway.gateway.verifiers import InProcessVerifier
+from thirdway.judges import Judge, apply_judges
 from thirdway.protocol.manifest import ManifestSet
-from thirdway.protocol.models import Decision, Finding, Observation, Proposal, ToolCall
+from thirdway.protocol.models import Decision, Finding, LogEntry, Observation, Proposal, ToolCall
 from thirdway.protocol.parse import describe
 from thirdway.verify import VerifyPolicy, verify
 
@@ -59,7 +63,11 @@ try:
     from agentdojo.agent_pipeline.base_pipeline_element import BasePipelineElement
     from agentdojo.agent_pipeline.tool_execution import is_string_list, tool_result_to_str
     from agentdojo.functions_runtime import EmptyEnv, Env, FunctionCall, FunctionsRuntime
-    from agentdojo.types import ChatMessage, get_text_content_as_str
+    from agentdojo.types import (
+        ChatMessage,
+        get_text_content_as_str,
+        text_content_block_from_string,
+    )
 except ImportError:  # pragma: no cover - agentdojo is in the dev extra
     raise InputError(
         "AgentDojo is not installed; install the dev extra (pip install -e '.[dev]')"
@@ -73,7 +81,9 @@ __all__ = [
     "GatedRuntime",
     "GatekeeperGate",
     "ThirdwayGate",
+    "ThirdwayReplyGate",
     "VerifierGate",
+    "gate_reply",
     "refusal_message",
 ]
 
@@ -133,6 +143,10 @@ class GateSession(Protocol):
         which is recorded as a data observation and returned."""
         ...
 
+    def note(self, payload: dict[str, Any]) -> None:
+        """Record a gate event that is not a tool call (the reply gate's screening)."""
+        ...
+
 
 class Gate(Protocol):
     """Opens sessions; knows the tool manifests."""
@@ -146,15 +160,29 @@ class Gate(Protocol):
 # --------------------------------------------------------------------------- the verifier gate
 
 
+def default_judges() -> tuple[Judge, ...]:
+    """The deterministic judges both gates run behind the verifier by default: the
+    instruction-endorsement judge (:mod:`thirdway.gateway.endorsement`)."""
+    return (InstructionEndorsementJudge(),)
+
+
 class VerifierGate:
     """The pure verifier as a gate: pass runs, escalate waits for an auditor, deny refuses.
 
-    No trust tiers, tokens or log: this measures what the verifier alone decides. Sessions are
-    kept in memory for as long as the caller holds them."""
+    No trust tiers, tokens or log: this measures what the verifier (and ``judges``, by default
+    :func:`default_judges`, which may only make a verdict stricter) decides. Sessions are kept
+    in memory for as long as the caller holds them."""
 
-    def __init__(self, manifests: ManifestSet, policy: VerifyPolicy | None = None) -> None:
+    def __init__(
+        self,
+        manifests: ManifestSet,
+        policy: VerifyPolicy | None = None,
+        *,
+        judges: Sequence[Judge] | None = None,
+    ) -> None:
         self.manifests = manifests
         self.policy = policy or VerifyPolicy()
+        self.judges = tuple(default_judges() if judges is None else judges)
         self._opened = 0
 
     def open_session(self, agent: str, instruction: str) -> _VerifierSession:
@@ -169,6 +197,7 @@ class _VerifierSession:
         self.agent = agent
         self._record: list[Observation] = []
         self._history: list[Proposal] = []
+        self.notes: list[dict[str, Any]] = []
         self._add(channel="principal", content=instruction)
 
     def observations(self) -> Sequence[Observation]:
@@ -190,6 +219,9 @@ class _VerifierSession:
     def propose(self, proposal: Proposal) -> GateDecision:
         verdict = verify(
             proposal, self._record, self.gate.manifests, self.gate.policy, self._history
+        )
+        verdict = apply_judges(
+            verdict, self.gate.judges, proposal=proposal, observations=self._record
         )
         findings = tuple(verdict.findings)
         if verdict.verdict == "pass":
@@ -220,6 +252,9 @@ class _VerifierSession:
         content = run(dict(call.args))
         self.record(call, content)
         return content
+
+    def note(self, payload: dict[str, Any]) -> None:
+        self.notes.append(payload)
 
 
 def summary(verdict: str, findings: Sequence[Finding]) -> str:
@@ -285,13 +320,19 @@ class GatekeeperGate:
         tier: int = 3,
         required_approvals: int = 1,
         durable: bool = True,
+        judges: Sequence[Judge] | None = None,
     ) -> GatekeeperGate:
         """A gatekeeper over ``data_dir`` hosting every tool of ``manifests`` (``durable``:
-        fsync the spent-set too; the log always is)."""
+        fsync the spent-set too; the log always is), verifying with the in-process verifier
+        followed by ``judges`` (default :func:`default_judges`; ``()`` for none)."""
         dispatch = _Dispatch()
         registry = ToolRegistry()
         for name in sorted(manifests.tools):
             registry.register(dispatch.tool(name), manifests.tools[name])
+        merged = registry.merged_manifests(manifests)
+        verifier = JudgedVerifier(
+            InProcessVerifier(merged), default_judges() if judges is None else judges
+        )
         gatekeeper = Gatekeeper.open(
             data_dir,
             durable_spends=durable,
@@ -300,6 +341,7 @@ class GatekeeperGate:
             tiers=FixedTier(tier),
             required_approvals=required_approvals,
             auditors=[AUDITOR],
+            verifier=verifier,
         )
         return cls(gatekeeper, dispatch)
 
@@ -355,6 +397,12 @@ class _GatekeeperSession:
         with self.gate._dispatch.running(run):
             executed = self.gate.gatekeeper.execute(self.id, decision.ticket, call)
         return executed.content
+
+    def note(self, payload: dict[str, Any]) -> None:
+        """A ``note`` entry in the gatekeeper's log, for this session and its agent."""
+        agent = self.gate.gatekeeper.session_agent(self.id)
+        entry = LogEntry(type="note", session=self.id, agent=agent, payload=payload)
+        self.gate.gatekeeper.append([entry])
 
 
 def _decision(outcome: Granted | Denied | Escalated) -> GateDecision:
@@ -559,6 +607,43 @@ class ThirdwayGate(BasePipelineElement):  # type: ignore[misc]  # AgentDojo ship
         if approved:
             return session.approve(decision, "approved by the pipeline's auditor")
         return decision
+
+
+def gate_reply(session: GateSession, reply: str) -> ReplyScreen:
+    """Screen the agent's reply to its principal against the session's record
+    (:func:`thirdway.gateway.reply.screen_reply`) and log the screening as a note: what the
+    principal receives is the screened ``text``."""
+    screen = screen_reply(reply, session.observations(), session=session.id)
+    session.note(screen.to_log())
+    return screen
+
+
+class ThirdwayReplyGate(BasePipelineElement):  # type: ignore[misc]  # AgentDojo ships no types
+    """The reply gate: place it after the ``ToolsExecutionLoop``. When the conversation ends on
+    an assistant message without tool calls and :class:`ThirdwayGate` opened a session, the
+    message's text is screened (:func:`gate_reply`) and the withheld sentences are replaced in
+    the message the principal gets. Without a session (the model called no tool) the record
+    holds only the principal's words, so there is nothing to screen."""
+
+    name = "thirdway-reply"
+
+    def query(
+        self,
+        query: str,
+        runtime: FunctionsRuntime,
+        env: Env = EmptyEnv(),  # noqa: B008 - AgentDojo's own signature
+        messages: Sequence[ChatMessage] = (),
+        extra_args: dict[str, Any] = {},  # noqa: B006 - never mutated; AgentDojo's signature
+    ) -> tuple[str, FunctionsRuntime, Env, Sequence[ChatMessage], dict[str, Any]]:
+        session = extra_args.get(SESSION_KEY)
+        last = messages[-1] if messages else None
+        if session is None or last is None or last["role"] != "assistant" or last["tool_calls"]:
+            return query, runtime, env, messages, extra_args
+        screen = gate_reply(session, _text(last))
+        if not screen.changed:
+            return query, runtime, env, messages, extra_args
+        gated = {**last, "content": [text_content_block_from_string(screen.text)]}
+        return query, runtime, env, [*messages[:-1], gated], extra_args
 
 
 def _text(message: ChatMessage) -> str:

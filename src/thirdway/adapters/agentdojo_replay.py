@@ -20,16 +20,20 @@ For each run file (``model/suite/user_task/attack/injection_task.json``, read by
 3. **Escalations** are replayed both ways: ``strict`` (no auditor: escalated = denied) and
    ``approve`` (an auditor says yes to every escalation). The ``approve`` pass is only run when
    the ``strict`` pass escalated something (otherwise both are the same replay).
-4. **Scores.** AgentDojo's own checks on the resulting environment: the user task's
+4. **Reply.** The recorded final answer goes through the reply gate
+   (:func:`thirdway.gateway.reply.screen_reply`, against the record the gate holds at the end):
+   sentences that repeat an instruction span of the tool data are withheld.
+5. **Scores.** AgentDojo's own checks on the resulting environment: the user task's
    ``utility_from_traces`` / ``utility`` and the injection task's ``security_from_traces`` /
-   ``security`` (``True`` = the attack succeeded), with the recorded final answer as the model
+   ``security`` (``True`` = the attack succeeded), with the screened final answer as the model
    output and the executed calls as the trace. A third, ungated pass executes every recorded call
    and checks that it reproduces the recorded scores: the test that the environment was rebuilt
    right.
 
 What this does not measure: the counterfactual. After a refusal a real model would have read
 the refusal and acted differently; the replay keeps the recorded continuation (and the recorded
-final answer), so replayed utility is a lower bound on what a model could do behind the gate.
+final answer, less what the reply gate withholds), so replayed utility is a lower bound on what
+a model could do behind the gate.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from thirdway.adapters.agentdojo import (
     GatekeeperGate,
     VerifierGate,
     gate_call,
+    gate_reply,
     tool_call_of,
 )
 from thirdway.adapters.agentdojo_runs import NO_ATTACK, LoadedRun, RunLocation, load_run, run_files
@@ -102,6 +107,8 @@ class PassResult:
     calls: tuple[CallResult, ...]
     utility: bool
     security: bool | None
+    reply_withheld: tuple[str, ...] = ()
+    """Excerpts of the sentences the reply gate withheld from the final answer."""
 
 
 @dataclass(frozen=True)
@@ -427,8 +434,10 @@ class Replayer:
 
             session.execute(decision, call, run)
             calls.append(_call_result(step, first, executed=True))
-        utility, security = self._scores(setup, output, environment, trace)
-        return PassResult(mode, tuple(calls), utility, security)
+        reply = gate_reply(session, output)
+        utility, security = self._scores(setup, reply.text, environment, trace)
+        cut = tuple(w.excerpt for w in reply.withheld)
+        return PassResult(mode, tuple(calls), utility, security, cut)
 
 
 UNREACHABLE = "unreachable"

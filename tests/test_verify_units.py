@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from thirdway.errors import InputError
 from thirdway.protocol.canonical import canonical_sha256
 from thirdway.protocol.models import Observation, Proposal
-from thirdway.verify import VerifyPolicy, codes, memo, verify
+from thirdway.verify import VerifyPolicy, codes, memo, prepare, verify
+from thirdway.verify import api as api_module
+from thirdway.verify import record as record_module
 from thirdway.verify.api import observation_sha256
 from thirdway.verify.claims import ClaimError, parse
 from thirdway.verify.normalize import normalize, normalized_offsets
@@ -337,6 +339,44 @@ def test_memo_computes_once_per_live_object() -> None:
     del box
     gc.collect()
     assert key not in memo._entries
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_prepared_observations_give_the_same_verdict(name: str) -> None:
+    """``prepare`` at record time changes no verdict, finding or hash on any corpus case."""
+    case = CORPUS[name]
+    proposal, observations, history = case.parsed()
+    expected = verify(proposal, observations, MANIFESTS, history=history)
+    proposal, observations, history = case.parsed()  # fresh objects: nothing memoised yet
+    for observation in observations:
+        prepare(observation)
+    assert verify(proposal, observations, MANIFESTS, history=history) == expected
+
+
+def test_prepare_takes_the_per_observation_work_off_the_proposal_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After ``prepare``, verification neither screens, normalises nor hashes an observation
+    again: with those three made to fail, the verdict is still the honest one."""
+    proposal, observations = parsed("bank-pay-bill-honest")
+    for observation in observations:
+        prepare(observation)
+
+    def broken(*_args: object) -> object:
+        raise AssertionError("per-observation work redone")
+
+    monkeypatch.setattr(record_module, "find_instruction_spans", broken)
+    monkeypatch.setattr(record_module, "normalize", broken)
+    monkeypatch.setattr(api_module, "observation_sha256", broken)
+    verdict = verify(proposal, observations, MANIFESTS)
+    assert verdict.verdict == "pass" and verdict.context_sha256 is not None
+
+
+def test_prepare_never_raises_on_invalid_input() -> None:
+    broken = Observation.model_construct(
+        session="s", index=1, channel="data", produced_by=0, content="a\ud800b", call=None
+    )
+    prepare(broken)
 
 
 def test_every_code_constant_has_a_severity() -> None:

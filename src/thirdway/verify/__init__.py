@@ -4,9 +4,10 @@
 no clock, no randomness. One module per check: :mod:`.structure`, :mod:`.grounding`,
 :mod:`.attribution`, :mod:`.binding`, :mod:`.provenance` (with :mod:`.toolcheck`),
 :mod:`.screen` and :mod:`.consistency` (with :mod:`.claims`); finding codes in :mod:`.codes`.
+``prepare(observation)`` does the per-observation part of that work ahead of time (same verdicts).
 """
 
-from thirdway.verify.api import verify
+from thirdway.verify.api import prepare, verify
 from thirdway.verify.policy import VerifyPolicy
 
-__all__ = ["VerifyPolicy", "verify"]
+__all__ = ["VerifyPolicy", "prepare", "verify"]

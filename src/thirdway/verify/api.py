@@ -36,7 +36,7 @@ from thirdway.verify import (
 from thirdway.verify.context import Context
 from thirdway.verify.issues import Issue, issue
 from thirdway.verify.policy import VerifyPolicy
-from thirdway.verify.record import Record
+from thirdway.verify.record import Record, spans_of, text_of
 
 STRICTNESS: dict[Decision, int] = {"pass": 0, "escalate": 1, "deny": 2}
 
@@ -116,6 +116,25 @@ def _issues(
     for check in CHECKS:
         issues.extend(check(ctx))
     return issues
+
+
+def prepare(observation: Observation) -> None:
+    """Derive now what every verification derives from ``observation`` alone: its normalised
+    text, its instruction spans (data only) and its hash for the context digest.
+
+    These are pure functions of the observation, memoised per object
+    (:mod:`thirdway.verify.memo`), and they are most of a first verification's cost (50 KB of
+    tool output: about 1 ms of screening, normalising and hashing). A gateway that calls this
+    when it records an observation, before any proposal cites it, takes that work off the
+    proposal's path; a verdict is the same either way. Invalid input is left for ``verify`` to
+    judge (this never raises on it).
+    """
+    try:
+        text_of(observation)
+        spans_of(observation)
+        _hash(observation)
+    except Exception:  # the verifier reports it (fail closed) when it meets it
+        pass
 
 
 def decide(issues: Sequence[Issue]) -> Decision:

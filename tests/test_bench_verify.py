@@ -87,7 +87,12 @@ def test_bench_rows_present_and_positive() -> None:
     result = run_bench([TINY, Workload("4 steps / 1 KB", 4, 1_000, 10, 2, 15.0)])
     engines = {(row.workload, row.engine) for row in result.rows}
     for workload in ("5 steps / 3 KB", "4 steps / 1 KB"):
-        for engine in ("thirdway (cold)", "thirdway (warm)"):
+        for engine in (
+            "thirdway (cold)",
+            "thirdway (prepared)",
+            "thirdway (warm)",
+            "prepare (session)",
+        ):
             assert (workload, engine) in engines
         if result.invariant_error is None:
             for name in INVARIANT_RULES:
@@ -97,7 +102,7 @@ def test_bench_rows_present_and_positive() -> None:
         assert row.iterations > 0 and row.p50_ms is not None and row.p99_ms is not None
         assert 0 < row.p50_ms <= row.p99_ms and row.mean_ms is not None and row.mean_ms > 0
     outcomes = {row.engine: row.outcome for row in result.rows}
-    assert outcomes["thirdway (cold)"] == "pass"
+    assert outcomes["thirdway (cold)"] == outcomes["thirdway (prepared)"] == "pass"
     if result.invariant_error is None:
         assert outcomes["invariant (designated)"] == "no violation"
         assert outcomes["invariant (simple)"] == "violation"  # it cannot see designation
@@ -112,7 +117,12 @@ def test_cli_writes_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "thirdway" in result.output and "pass" in result.output
     data = json.loads(out.read_text())
-    assert [row["engine"] for row in data["rows"]] == ["thirdway (cold)", "thirdway (warm)"]
+    assert [row["engine"] for row in data["rows"]] == [
+        "thirdway (cold)",
+        "thirdway (prepared)",
+        "thirdway (warm)",
+        "prepare (session)",
+    ]
     assert data["invariant_error"] == "skipped (--no-invariant)"
 
 

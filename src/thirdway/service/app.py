@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -42,6 +43,11 @@ def create_app(
     owned = services is None
     svc = services or Services.open(config, tools=tools)
 
+    def gate_threads() -> ThreadPoolExecutor:
+        # the hot routes hand their gate calls to these threads (see deps.in_thread); threads
+        # start on first use
+        return ThreadPoolExecutor(config.threads, thread_name_prefix="gate")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = config.threads
@@ -49,6 +55,10 @@ def create_app(
         try:
             yield
         finally:
+            # uvicorn runs this after the requests in flight have been answered; a gate call
+            # still running on a thread (its request timed out) finishes before the log closes
+            app.state.executor.shutdown(wait=True)
+            app.state.executor = gate_threads()
             if owned:
                 svc.close()
                 logger.info("stopped; log and spent-set closed")
@@ -64,6 +74,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = svc
+    app.state.executor = gate_threads()
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

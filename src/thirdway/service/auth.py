@@ -80,6 +80,9 @@ class KeyStore:
     ``keys.db`` in the data folder (one machine); :class:`PostgresKeyStore` in the service's
     PostgreSQL database, where every worker process reads the keys one admin command made."""
 
+    blocking: bool = True
+    """Whether a lookup may wait on the network (then the service runs it on a thread)."""
+
     def __init__(self) -> None:
         self._dummy = _digest(secrets.token_urlsafe(32))
 
@@ -143,7 +146,10 @@ def _role_conflict(name: str, held: str) -> InputError:
 
 class SQLiteKeyStore(KeyStore):
     """API keys in SQLite (``keys.db`` in the data folder). WAL mode: other processes (the
-    ``thirdway keys`` commands) write while the service reads."""
+    ``thirdway keys`` commands) write while the service reads, and a read never waits on a
+    writer, so lookups are not ``blocking``."""
+
+    blocking = False
 
     def __init__(self, path: Path) -> None:
         super().__init__()

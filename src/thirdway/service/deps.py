@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from thirdway.errors import GateError
 from thirdway.service.auth import Principal
 from thirdway.service.errors import Forbidden, NotFound
 from thirdway.service.state import Services
 
+T = TypeVar("T")
+JSON_TYPE: Final = "application/json"
 _bearer = HTTPBearer(auto_error=False, description="An API key: 'Authorization: Bearer tw_…'")
 
 
@@ -22,14 +29,37 @@ async def services(request: Request) -> Services:
     return found
 
 
-def principal(
+async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
+    """The caller. ``async``: a SQLite key lookup (a local WAL read, microseconds) runs on the
+    event loop instead of costing a worker-thread round trip on every request; a PostgreSQL
+    lookup (a network round trip) still goes to a thread."""
     svc: Services = request.app.state.services
-    who = svc.keys.authenticate(credentials.credentials if credentials else None)
+    key = credentials.credentials if credentials else None
+    if svc.keys.blocking:
+        who = await in_thread(request, svc.keys.authenticate, key)
+    else:
+        who = svc.keys.authenticate(key)
     request.state.principal = who.name
     return who
+
+
+async def in_thread(request: Request, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` on the app's gate threads (see :func:`thirdway.service.app.create_app`).
+    A plain executor hand-off: cheaper per request than the anyio thread hop FastAPI uses
+    for ``def`` routes, which the hot routes (open session, propose, execute) were."""
+    executor: ThreadPoolExecutor = request.app.state.executor
+    return await asyncio.get_running_loop().run_in_executor(executor, partial(call, *args))
+
+
+def json_answer(model: BaseModel, status_code: int = 200) -> Response:
+    """``model`` as the JSON FastAPI would send for ``response_model=type(model)`` (by alias,
+    nothing excluded), without validating it again: the gate built it from validated parts."""
+    return Response(
+        model.model_dump_json(by_alias=True), status_code=status_code, media_type=JSON_TYPE
+    )
 
 
 Svc = Annotated[Services, Depends(services)]

@@ -62,7 +62,8 @@ class RequestLog:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not _logger.isEnabledFor(logging.INFO):
+            # nothing would be written (log_level warning or above): no wrapper to pay for
             await self.app(scope, receive, send)
             return
         started = now_ms()

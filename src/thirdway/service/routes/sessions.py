@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 from thirdway.errors import GateError
-from thirdway.gateway import Executed
+from thirdway.gateway import Executed, Outcome
 from thirdway.protocol.models import Observation, Proposal
 from thirdway.service import schemas
-from thirdway.service.deps import Caller, Svc, check_session_access
+from thirdway.service.deps import Caller, Svc, check_session_access, in_thread, json_answer
 from thirdway.service.errors import ERROR_RESPONSES, Conflict, Forbidden
 from thirdway.service.limits import DEFAULT_PAGE, Cursor, Limit, next_cursor, start_of
 
@@ -16,17 +16,23 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERROR_RES
 
 
 @router.post("", response_model=schemas.SessionOpened, status_code=201)
-def open_session(body: schemas.SessionRequest, svc: Svc, who: Caller) -> schemas.SessionOpened:
+async def open_session(
+    body: schemas.SessionRequest, svc: Svc, who: Caller, request: Request
+) -> Response:
     """Open a session for the calling agent with the principal's instruction (observation 0)."""
     agent = body.agent or who.name
     who.require_agent(agent)
-    try:
-        sid = svc.gate.open_session(agent, body.instruction, session_id=body.session)
-    except GateError as exc:
-        if body.session is not None and "already exists" in str(exc):
-            raise Conflict(str(exc)) from None
-        raise
-    return schemas.SessionOpened(session=sid, agent=agent)
+
+    def act() -> schemas.SessionOpened:
+        try:
+            sid = svc.gate.open_session(agent, body.instruction, session_id=body.session)
+        except GateError as exc:
+            if body.session is not None and "already exists" in str(exc):
+                raise Conflict(str(exc)) from None
+            raise
+        return schemas.SessionOpened(session=sid, agent=agent)
+
+    return json_answer(await in_thread(request, act), 201)
 
 
 @router.delete("/{sid}", response_model=schemas.SessionClosed)
@@ -77,20 +83,32 @@ def record_tool_result(
 
 
 @router.post("/{sid}/proposals", response_model=schemas.OutcomeBody)
-def propose(sid: str, proposal: Proposal, svc: Svc, who: Caller) -> schemas.OutcomeBody:
+async def propose(
+    sid: str, proposal: Proposal, svc: Svc, who: Caller, request: Request
+) -> Response:
     """Verify, authorize and (if both allow) mint a capability for the proposed action.
 
     A refusal by the verifier or the policy is a normal answer (200, ``outcome: denied`` with
     the reason and findings); so is an escalation (``outcome: escalated`` with the dialogue
     handle). Only requests the gate cannot act on are errors."""
-    agent = check_session_access(svc, who, sid, act=True)
-    if proposal.agent is not None and proposal.agent != agent:
-        raise Forbidden(f"agent {agent!r} cannot propose as agent {proposal.agent!r}")
-    return svc.gate.propose(sid, proposal, agent=agent)
+
+    def act() -> Outcome:
+        agent = check_session_access(svc, who, sid, act=True)
+        if proposal.agent is not None and proposal.agent != agent:
+            raise Forbidden(f"agent {agent!r} cannot propose as agent {proposal.agent!r}")
+        return svc.gate.propose(sid, proposal, agent=agent)
+
+    return json_answer(await in_thread(request, act))
 
 
 @router.post("/{sid}/executions", response_model=Executed)
-def execute(sid: str, body: schemas.ExecuteRequest, svc: Svc, who: Caller) -> Executed:
+async def execute(
+    sid: str, body: schemas.ExecuteRequest, svc: Svc, who: Caller, request: Request
+) -> Response:
     """Run a gateway-hosted tool with a capability for exactly this call (single use)."""
-    agent = check_session_access(svc, who, sid, act=True)
-    return svc.gate.execute(sid, body.token, body.call, agent=agent)
+
+    def act() -> Executed:
+        agent = check_session_access(svc, who, sid, act=True)
+        return svc.gate.execute(sid, body.token, body.call, agent=agent)
+
+    return json_answer(await in_thread(request, act))

@@ -11,6 +11,7 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,3 +328,64 @@ def test_open_gateway_takes_the_database(pg_url: str, tmp_path: Path) -> None:
         attach_trust(gate)
         assert gate.session_agent(sid) == "agent-1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["capability.key", "log.key"]
+
+
+def test_dialogues_are_opened_decided_and_forwarded_once_across_workers(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from thirdway.gateway.factory import open_gateway
+
+    bank = CountingBank()
+    gateways = [
+        open_gateway(tmp_path, db=pg_url, tools=bank.registry(), dialogue=True) for _ in range(2)
+    ]
+    try:
+        one, two = gateways
+        handles = []
+        for n in range(3):
+            sid = one.gate.open_session(f"agent-{n}", banking.INSTRUCTION)
+            escalated = one.gate.propose(
+                sid, banking.payment_proposal(sid, read_bill(one.gate, sid))
+            )
+            assert escalated.outcome == "escalated", escalated
+            handles.append((sid, escalated.handle))  # type: ignore[union-attr]
+
+        def race(action: Any) -> None:
+            barrier = threading.Barrier(len(gateways))
+
+            def run(gateway: Any) -> None:
+                barrier.wait()
+                action(gateway)
+
+            threads = [threading.Thread(target=run, args=(g,)) for g in gateways]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        race(lambda gateway: gateway.dialogue.sync())  # both want to open the dialogues
+        sid, handle = handles[0]
+        assert two.dialogue is not None and one.dialogue is not None
+        two.dialogue.approve(handle, "auditor-a", "bill checked")  # forwarded by worker 2
+        race(lambda gateway: gateway.dialogue.sync())  # both want to forward and record trust
+        for gateway in gateways:
+            assert gateway.dialogue is not None
+            gateway.dialogue.sync()
+            assert gateway.dialogue.store.rejected == []
+        events = [
+            (e.type, e.payload.get("event") or e.payload.get("kind"), e.payload.get("handle"))
+            for _, e in _entries(one.gate)
+        ]
+        for _, each in handles:
+            assert events.count(("dialogue", "open", each)) == 1
+        assert events.count(("dialogue", "approval", handle)) == 1  # the gatekeeper's, once
+        assert events.count(("trust", "override", None)) == 1  # a person's decision, once
+        released = two.dialogue.resolution(handle, "agent-0")
+        assert released.status == "granted" and released.token is not None
+        assert one.dialogue.resolution(handle, "agent-0").status == "approved"
+        assert one.gate.execute(sid, released.token, payment_call()).ok  # run on worker 1
+        assert bank.calls["send_money"] == 1
+        assert one.gate.log.verify().ok
+    finally:
+        for gateway in gateways:
+            gateway.close()

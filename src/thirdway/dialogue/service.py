@@ -15,6 +15,16 @@ process's CLI wrote to) catches up:
    decision (a reversal or a rejection) — once, citing the entry it rests on;
 6. forward recorded decisions on escalations to the gatekeeper, which releases or refuses the
    capability; the outcome is held for the agent (:meth:`DialogueService.resolution`).
+
+Several gateway workers on one PostgreSQL log: there is no dialogue table; every worker's
+service folds the dialogue events all workers appended (the log is the one copy). Each event is
+decided on the store's state, so over a log several processes append to, the service writes
+through the gatekeeper with a check that runs under the sequencer lock and refuses the event if
+another writer logged an event of the same dialogue (or, for a trust event, about the same
+agent) since the store last folded (:class:`DialogueMoved`). :meth:`DialogueService.sync` then
+stops and picks the work up again on its next run, on the new state; a person's action gets
+the error and retries. So two workers never both open, approve or expire the same dialogue, nor
+record the same trust evidence twice.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -72,6 +82,14 @@ EXPIRY_ACTOR: Final = "dialogue-expiry"
 MAX_ANSWER_BYTES: Final = 1 << 20
 
 Status = Literal["pending", "granted", "denied", "expired", "approved"]
+Check = Callable[[int], None]
+"""Called with a batch's first index under the log's sequencer lock; raises to keep it out."""
+CheckedAppend = Callable[[Sequence[LogEntry], Check], range]
+
+
+class DialogueMoved(DialogueError):
+    """Another process logged an event of this dialogue (or a trust event about its agent)
+    after this service last folded the log: nothing was recorded; look again and retry."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +150,7 @@ class DialogueService:
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
         primary: bool | None = None,
         read_only: bool = False,
+        checked_append: CheckedAppend | None = None,
     ) -> None:
         if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds < 1:
             raise InputError("a dialogue's time to live is a positive number of seconds")
@@ -148,6 +167,7 @@ class DialogueService:
         self.primary = sink is not None if primary is None else primary
         self.read_only = read_only
         self._append: Append = append or _direct_appender(log)
+        self._checked = checked_append if getattr(log, "sequenced", False) else None
         self._lock = threading.RLock()
         self._delivered: dict[str, Resolution] = {}
         self._forward_errors: dict[str, str] = {}
@@ -163,6 +183,9 @@ class DialogueService:
             options["auditors"] = AuditorRegistry(
                 gate.auditors, critical_approvals=gate.required_approvals
             )
+        options.setdefault(
+            "checked_append", lambda entries, check: gate.append(entries, check=check)
+        )
         return cls(gate.log, append=gatekeeper_appender(gate), sink=gate, **options)
 
     # ------------------------------------------------------------------ time and appends
@@ -173,9 +196,48 @@ class DialogueService:
     def _write(self, entries: list[LogEntry]) -> range:
         if self.read_only:
             raise DialogueError("this dialogue service is read-only; nothing was recorded")
-        written = self._append(entries)
+        if self._checked is None:
+            written = self._append(entries)
+        else:
+            try:
+                written = self._checked(entries, self._unmoved(entries, self.store.size))
+            except DialogueMoved:
+                self.store.refresh()
+                raise
         self.store.refresh()
         return written
+
+    @staticmethod
+    def _keys(log_entry: LogEntry) -> set[tuple[str, str]]:
+        """What an entry's decision rests on: its dialogue, or the agent of a trust event."""
+        if log_entry.type == "dialogue" and isinstance(log_entry.payload.get("handle"), str):
+            return {("dialogue", str(log_entry.payload["handle"]))}
+        if log_entry.type == "trust" and log_entry.agent is not None:
+            return {("trust", log_entry.agent)}
+        return set()
+
+    def _unmoved(self, entries: Sequence[LogEntry], since: int) -> Check:
+        """The writer check for ``entries`` decided on the store as of ``since``."""
+        keys = set().union(*(self._keys(entry) for entry in entries)) if entries else set()
+
+        def check(first: int) -> None:
+            if not keys:
+                return
+            for index, data in self.log.entries_between(since, first):
+                if b'"dialogue"' not in data and b'"trust"' not in data:
+                    continue
+                try:
+                    found = self._keys(LogEntry.model_validate_json(data))
+                except ValidationError:
+                    continue  # the store lists it as a problem when it folds it
+                if found & keys:
+                    what, name = sorted(found & keys)[0]
+                    raise DialogueMoved(
+                        f"another process logged a {what} entry for {name!r} (log entry "
+                        f"{index}) after this one looked; nothing was recorded, retry"
+                    )
+
+        return check
 
     def _record(self, dialogue: Dialogue | None, event: Event) -> Dialogue:
         """Check ``event`` with the state machine, log it, and return the dialogue after it."""
@@ -472,16 +534,22 @@ class DialogueService:
             self.store.refresh()
             if self.read_only:
                 return
-            self._open_escalations()
-            self._open_appeals()
-            self._expire_due()
-            if not self.primary:
-                return
-            self._select_spots()
-            self._auto_approve()
-            self._record_evidence()
-            if self.sink is not None:
-                self._forward()
+            try:
+                self._sync_steps()
+            except DialogueMoved:
+                return  # another worker got there first: the next sync starts from its events
+
+    def _sync_steps(self) -> None:
+        self._open_escalations()
+        self._open_appeals()
+        self._expire_due()
+        if not self.primary:
+            return
+        self._select_spots()
+        self._auto_approve()
+        self._record_evidence()
+        if self.sink is not None:
+            self._forward()
 
     def _open(self, **fields: Any) -> None:
         now = self.now()

@@ -12,6 +12,8 @@
   events already cite, so evidence is recorded once.
 
 Nothing here writes: :class:`~thirdway.dialogue.service.DialogueService` appends and refreshes.
+This fold is the only copy of the dialogues there is, also with several gateway workers on one
+PostgreSQL log: each worker's store folds every worker's events (new ones in one read).
 """
 
 from __future__ import annotations
@@ -113,8 +115,12 @@ class DialogueStore:
         in the log when it called (a caller that finds the store already further is done)."""
         size = self.log.size()
         with self._lock:
-            for index in range(self.size, size):
-                self._fold(index, self._entry(index))
+            if size <= self.size:
+                return self.size
+            for index, raw in self.log.entries_between(self.size, size):
+                if index != self.size:
+                    raise LogError(f"log entry {self.size} is missing")
+                self._fold(index, self._parse(index, raw))
                 self.size = index + 1
             return self.size
 
@@ -124,8 +130,8 @@ class DialogueStore:
         with self._lock:
             return self.feed.tier(agent)
 
-    def _entry(self, index: int) -> LogEntry:
-        raw = self.log.entry(index)
+    @staticmethod
+    def _parse(index: int, raw: bytes) -> LogEntry:
         try:
             return LogEntry.model_validate_json(raw)
         except ValidationError as exc:

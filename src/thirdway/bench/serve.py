@@ -229,21 +229,40 @@ def _start_server(config: ServiceConfig, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, stdout=stderr, stderr=stderr)
 
 
-def _wait_ready(port: int, server: subprocess.Popen[bytes], folder: Path) -> None:
-    deadline = time.monotonic() + 60
+def _wait_ready(port: int, workers: int, server: subprocess.Popen[bytes], folder: Path) -> None:
+    """Until ``/v1/health`` has been answered by ``workers`` distinct worker processes (each
+    probe on a new connection): a worker still importing would take CPU from the run."""
+    deadline = time.monotonic() + 90
+    seen: set[int] = set()
     while time.monotonic() < deadline:
         if server.poll() is not None:
             tail = (folder / "server.log").read_text(errors="replace")[-2000:]
             raise InputError(f"the server exited with {server.returncode}: {tail}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-                if sock.recv(64).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
+        with contextlib.suppress(OSError, ValueError, BenchError):
+            seen.add(_health_worker(port))
+            if len(seen) >= workers:
+                return
+            continue
         time.sleep(0.1)
-    raise InputError("the server did not answer /v1/health within 60 s")
+    raise InputError(
+        f"the server's {workers} workers did not all answer /v1/health within 90 s "
+        f"({len(seen)} did)"
+    )
+
+
+def _health_worker(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise BenchError("not ready")
+    worker = orjson.loads(body).get("worker")
+    if not isinstance(worker, int):
+        raise BenchError("the server does not say which worker answered")
+    return worker
 
 
 def _process_tree_cpu(pid: int) -> float:
@@ -427,7 +446,7 @@ def run_one(config: ServeBenchConfig, storage: str, workers: int, tmp: Path) -> 
     port = _free_port()
     server = _start_server(service, port)
     try:
-        _wait_ready(port, server, tmp)
+        _wait_ready(port, workers, server, tmp)
         cpu_before = _process_tree_cpu(server.pid)
         client_before = time.process_time()
         latencies, failed, seconds, timed_out = _event_loop_run(

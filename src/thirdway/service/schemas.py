@@ -177,6 +177,8 @@ class AttestationBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     log_size: int
+    worker: int | None = None
+    """The process id of the worker that answered (with several workers, which one)."""
 
 
 DialoguePage = Page[Dialogue]

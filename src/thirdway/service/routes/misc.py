@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter
 
 from thirdway.gateway import EnclaveVerifier
@@ -14,8 +16,8 @@ router = APIRouter(tags=["service"], responses=ERROR_RESPONSES)
 
 @router.get("/v1/health", response_model=schemas.Health)
 def health(svc: Svc) -> schemas.Health:
-    """Liveness (no key needed)."""
-    return schemas.Health(log_size=svc.gate.log.size())
+    """Liveness (no key needed), and which worker process answered."""
+    return schemas.Health(log_size=svc.gate.log.size(), worker=os.getpid())
 
 
 @router.get("/v1/whoami", response_model=schemas.WhoAmI)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,50 @@ def test_worker_counts_and_runs() -> None:
         ("sqlite", 1), ("postgresql://h/db", 1), ("postgresql://h/db", 2), ("postgresql://h/db", 4)
     ]  # fmt: skip
     assert ServeBenchConfig.build().runs() == [("sqlite", 1)]
+
+
+def _silent_or_closing_server(close: bool) -> tuple[int, Callable[[], None]]:
+    """A TCP server on loopback that closes every connection or never answers."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if close:
+                conn.close()
+            else:
+                held.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def stop() -> None:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+    return listener.getsockname()[1], stop
+
+
+@pytest.mark.parametrize("close", [True, False])
+def test_a_server_that_stops_answering_ends_the_run(
+    close: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run is bounded even when the server hangs up or hangs: a clear BenchError."""
+    import asyncio
+
+    from thirdway.bench import serve
+
+    monkeypatch.setattr(serve, "ANSWER_GRACE_S", 0.5)
+    port, stop = _silent_or_closing_server(close)
+    try:
+        with pytest.raises(serve.BenchError, match=r"connection|did not answer"):
+            asyncio.run(serve._drive(port, ["tw_x_y"] * 3, actions=10, time_limit=1.0))
+    finally:
+        stop()

@@ -54,6 +54,8 @@ ENTRIES_PER_ACTION = 7
 MAX_ACTIONS = 1_000_000
 MAX_AGENTS = 1024
 MAX_WORKERS = 64
+ANSWER_GRACE_S = 30.0
+"""How long after the time limit the answers in flight may take before the run is abandoned."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,8 @@ def _process_tree_cpu(pid: int) -> float:
 
 def _stop(server: subprocess.Popen[bytes]) -> bool:
     """SIGTERM, as a service manager would; True when the server exited cleanly in time."""
+    if server.poll() is not None:
+        return server.returncode in (0, -signal.SIGTERM)
     server.send_signal(signal.SIGTERM)
     try:
         # uvicorn re-raises the signal after its graceful shutdown
@@ -422,10 +426,20 @@ async def _agent(port: int, key: str, budget: _Budget, latencies: list[float]) -
 async def _drive(
     port: int, keys: list[str], actions: int, time_limit: float
 ) -> tuple[list[float], int, float, bool]:
+    """Run the agents; bounded even when the server stops answering: the budget stops handing
+    out actions at ``time_limit``, and the agents are cancelled ``ANSWER_GRACE_S`` later."""
     budget = _Budget(actions, time.monotonic() + time_limit)
     latencies: list[float] = []
     started = time.perf_counter()
-    failures = await asyncio.gather(*(_agent(port, key, budget, latencies) for key in keys))
+    agents = asyncio.gather(*(_agent(port, key, budget, latencies) for key in keys))
+    try:
+        failures = await asyncio.wait_for(agents, timeout=time_limit + ANSWER_GRACE_S)
+    except TimeoutError:
+        raise BenchError(
+            f"the server did not answer within {time_limit + ANSWER_GRACE_S:.0f} s"
+        ) from None
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        raise BenchError(f"the connection to the server failed: {exc}") from None
     return latencies, sum(failures), time.perf_counter() - started, budget.timed_out
 
 
@@ -454,6 +468,13 @@ def run_one(config: ServeBenchConfig, storage: str, workers: int, tmp: Path) -> 
         )
         client_cpu = time.process_time() - client_before
         server_cpu = _process_tree_cpu(server.pid) - cpu_before
+    except BenchError as exc:
+        _stop(server)
+        tail = (tmp / "server.log").read_text(errors="replace")[-1500:]
+        where = "PostgreSQL" if service.postgres else "SQLite"
+        raise InputError(
+            f"the run on {where} with {workers} worker(s) failed: {exc}\n{tail}"
+        ) from None
     finally:
         clean = _stop(server)
     size, verified = _verify_log(service)

@@ -15,11 +15,13 @@ screens it against the session's record with the verifier's own injection screen
 
 Such sentences are withheld: replaced by :data:`WITHHELD` (adjacent ones by one marker); the rest
 of the reply goes through. Words are compared case-folded, as runs of word characters (so
-markdown, punctuation and the escapes of YAML and ``repr`` renderings do not matter). A sentence
-that only *mentions* something the injection also names (a hotel that is also in the honest
-hotel list) is not touched: what is caught is repeating the injection's words, or passing on a
-value only the injection held. Paraphrase defeats the first test; the second still holds for
-links, addresses and account numbers.
+markdown, punctuation and the escapes of YAML and ``repr`` renderings do not matter), except
+that an identifier-like token is one word: a sentence that names an address honest data also
+holds ("the email from security@facebook.com") does not repeat an injection's words by that.
+A sentence that only *mentions* something the injection also names (a hotel that is also in the
+honest hotel list) is not touched: what is caught is repeating the injection's words, or passing
+on a value only the injection held. Paraphrase defeats the first test; the second still holds
+for links, addresses and account numbers.
 
 Pure: no I/O; the caller records the outcome (the AgentDojo pipeline element logs it).
 """
@@ -100,8 +102,23 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _identifier_like(token: str) -> bool:
+    return any(c.isdigit() for c in token) or any(c in "@/.:_-" for c in token)
+
+
 def _words(text: str) -> list[str]:
-    return [w.casefold() for w in _WORD.findall(_ESCAPE.sub(" ", text))]
+    """The text's words, case-folded: an identifier-like token (an address, a link, a number)
+    is one word, so that repeating a value honest data also holds does not make a run of words
+    by itself (``security@facebook.com`` is one word, not three); other tokens split into their
+    runs of word characters (markdown and punctuation drop out)."""
+    words: list[str] = []
+    for raw in _ESCAPE.sub(" ", text).split():
+        token = raw.strip(_TOKEN_EDGES)
+        if _identifier_like(token):
+            words.append(token.casefold())
+        else:
+            words.extend(w.casefold() for w in _WORD.findall(token))
+    return words
 
 
 def _runs(words: Sequence[str], size: int) -> Iterator[tuple[str, ...]]:
@@ -114,9 +131,7 @@ def _identifiers(text: str) -> list[str]:
     found: list[str] = []
     for raw in _ESCAPE.sub(" ", text).split():
         token = raw.strip(_TOKEN_EDGES)
-        if len(token) < _MIN_TOKEN_CHARS or token in found:
-            continue
-        if any(c.isdigit() for c in token) or any(c in "@/.:_-" for c in token):
+        if len(token) >= _MIN_TOKEN_CHARS and token not in found and _identifier_like(token):
             found.append(token)
     return found
 
@@ -127,6 +142,15 @@ class _Injected:
 
     runs: dict[tuple[str, ...], tuple[int, str]]
     tokens: dict[str, tuple[int, str]]
+
+    def token_in(self, sentence: str) -> tuple[str, tuple[int, str]] | None:
+        """An injected token written in ``sentence`` (at word boundaries, so inside a markdown
+        link too, but ``1000`` not inside ``10000``)."""
+        text = normalize(_ESCAPE.sub(" ", sentence))
+        for token, where in self.tokens.items():
+            if token in text and re.search(rf"(?<!\w){re.escape(token)}(?!\w)", text):
+                return token, where
+        return None
 
 
 def _injected(observations: Sequence[Observation], size: int) -> _Injected:
@@ -177,10 +201,10 @@ def _why(sentence: str, injected: _Injected, size: int) -> tuple[int, str, str] 
         hit = injected.runs.get(run)
         if hit is not None:
             return hit[0], hit[1], " ".join(run)
-    for token in _identifiers(sentence):
-        hit = injected.tokens.get(token)
-        if hit is not None:
-            return hit[0], hit[1], token
+    found = injected.token_in(sentence)
+    if found is not None:
+        token, (obs, rule) = found
+        return obs, rule, token
     return None
 
 

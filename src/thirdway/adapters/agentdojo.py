@@ -6,12 +6,19 @@ Place :class:`ThirdwayGate` right before AgentDojo's ``ToolsExecutor`` inside th
     pipeline = AgentPipeline([
         SystemMessage(...), InitQuery(), llm,
         ToolsExecutionLoop([ThirdwayGate(gate), ToolsExecutor(), llm]),
+        ThirdwayReplyGate(),
     ])
 
 For each tool call of the model's last message the element asks the gate, and hands the
 ``ToolsExecutor`` a :class:`GatedRuntime` that runs exactly the granted calls (through the gate,
 so their results are recorded as data observations) and answers every other call with a tool
-error the model sees: the gate's reason and its findings.
+error the model sees: the gate's reason and its findings. Both gates verify with the verifier
+followed by deterministic judges (:func:`default_judges`: the instruction-endorsement judge of
+:mod:`thirdway.gateway.endorsement`), which can only make a verdict stricter.
+
+:class:`ThirdwayReplyGate`, after the tool loop, screens the model's final answer against the
+session's record (:mod:`thirdway.gateway.reply`): sentences that repeat an injection found in
+tool data are withheld from the principal, and the screening is logged.
 
 **Chains.** Live models do not emit ``thirdway/1`` chains yet. Unless a ``chains`` source is
 given, each call gets the chain the gateway's own record supports
@@ -83,6 +90,7 @@ __all__ = [
     "ThirdwayGate",
     "ThirdwayReplyGate",
     "VerifierGate",
+    "default_judges",
     "gate_reply",
     "refusal_message",
 ]

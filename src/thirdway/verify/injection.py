@@ -38,6 +38,8 @@ import heapq
 import re
 from dataclasses import dataclass
 
+from thirdway.verify import prefilter
+
 __all__ = ["RULES", "InstructionSpan", "find_instruction_spans"]
 
 EXCERPT_CHARS = 120
@@ -559,6 +561,9 @@ def _compile_groups() -> tuple[_Group, ...]:
 
 _GROUPS = _compile_groups()
 
+_SOURCES = tuple(rule.pattern.pattern for rule in _RULES)
+"""Every rule's pattern, for the prefilter (:mod:`thirdway.verify.prefilter`)."""
+
 _IGNORE_QUALIFIER = re.compile(
     r"(?<![a-z])(?:all|any|every|your|prior|previous|above|earlier|preceding|original|initial"
     r"|former|old|system)(?![a-z])"
@@ -909,6 +914,8 @@ def _raw_spans(text: str) -> list[tuple[int, int, str]]:
     """
     scan = _Scan(text, _lower(text))
     low = scan.low
+    if not prefilter.may_match(_SOURCES, low):
+        return []  # no pattern matches anywhere: one pass of the prefilter's DFA says so
     queue: list[tuple[int, int]] = []  # (where a group next matches, group index)
     for number in range(len(_GROUPS)):
         _push_group(queue, number, 0, low)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import unicodedata
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +17,7 @@ from thirdway.protocol.canonical import canonical_sha256
 from thirdway.protocol.models import Observation, Proposal
 from thirdway.verify import VerifyPolicy, codes, memo, prepare, verify
 from thirdway.verify import api as api_module
+from thirdway.verify import normalize as normalize_module
 from thirdway.verify import record as record_module
 from thirdway.verify.api import observation_sha256
 from thirdway.verify.claims import ClaimError, parse
@@ -141,6 +143,23 @@ def test_normalize_is_idempotent_and_single_spaced(text: str) -> None:
     once = normalize(text)
     assert normalize(once) == once
     assert "  " not in once and once == once.strip()
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.sampled_from(["word", " ", "  ", "\n", "\t", "\r\n", "\x0b", "\x0c", "\x1c\x1f", "é"]),
+        min_size=1,
+    ),
+    st.integers(min_value=0, max_value=40),
+)
+def test_long_ascii_text_normalizes_like_the_general_path(parts: list[str], repeat: int) -> None:
+    """The byte path for long ASCII text gives exactly NFC + ``str.split`` + join (an ``é``
+    sends the text down the general path, which must then agree too)."""
+    text = "".join(parts) * (
+        normalize_module.FAST_MIN_CHARS // max(1, len("".join(parts))) + repeat
+    )
+    assert normalize(text) == " ".join(unicodedata.normalize("NFC", text).split())
 
 
 @settings(max_examples=200)

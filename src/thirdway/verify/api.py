@@ -228,14 +228,14 @@ def _plain_json(value: object) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
-        if item is None or isinstance(item, str | bool):
+        if type(item) is str or type(item) is bool or item is None:
             continue
-        if isinstance(item, int):
-            if type(item) is not int or not -_SAFE_INT <= item <= _SAFE_INT:
+        if type(item) is int:
+            if not -_SAFE_INT <= item <= _SAFE_INT:
                 return False
         elif type(item) is dict:
             for key, child in item.items():
-                if type(key) is not str or (key and max(key) >= _ASTRAL):
+                if type(key) is not str or (not key.isascii() and max(key) >= _ASTRAL):
                     return False
                 stack.append(child)
         elif type(item) is list:

@@ -36,8 +36,7 @@ def derived(obj: object, name: str, compute: Callable[[], T]) -> T:
     Objects that cannot be weakly referenced are not cached (the value is computed each time).
     """
     key = (id(obj), name)
-    with _lock:
-        entry = _entries.get(key)
+    entry = _entries.get(key)  # one dict read is atomic: no lock (writers hold it)
     if entry is not None and entry[0]() is obj:
         value: T = entry[1]
         return value

@@ -914,11 +914,11 @@ def _raw_spans(text: str) -> list[tuple[int, int, str]]:
     """
     scan = _Scan(text, _lower(text))
     low = scan.low
-    if not prefilter.may_match(_SOURCES, low):
-        return []  # no pattern matches anywhere: one pass of the prefilter's DFA says so
+    possible = prefilter.matching(_SOURCES, low)  # one DFA pass; None: it did not run
     queue: list[tuple[int, int]] = []  # (where a group next matches, group index)
-    for number in range(len(_GROUPS)):
-        _push_group(queue, number, 0, low)
+    for number, group in enumerate(_GROUPS):
+        if possible is None or not possible.isdisjoint(group.members):
+            _push_group(queue, number, 0, low)
     spans: list[tuple[int, int, str]] = []
     covered = 0  # triggers starting before this lie inside a span already
     while queue:

@@ -14,10 +14,10 @@ all. Here every pattern is *loosened*, and RE2 runs the whole set as one DFA in 
   ``.`` and any negated class holding a category become "any character".
 
 Each step only widens the set of strings a pattern accepts: a loosened pattern matches every text
-its original matches. So when no loosened pattern matches a text, no pattern does, and the screen
-has nothing to find there; otherwise the screen searches as it always did. Either way its spans
-are exactly the ones it finds without the prefilter (``tests/test_injection_equivalence.py``
-checks both that and the loosening itself).
+its original matches. RE2 reports which loosened patterns match; the others' originals cannot,
+so the screen searches only the groups of rules that were reported, and when none was, it has
+nothing to find. Either way its spans are exactly the ones it finds without the prefilter
+(``tests/test_injection_equivalence.py`` checks both that and the loosening itself).
 
 A set of patterns runs in RE2's "many match" DFA, which never gives up for being slow; it fails
 only for lack of memory, which RE2 rules out when it builds the DFA (it insists on room for twenty
@@ -35,7 +35,7 @@ from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
-__all__ = ["MAX_BOUND", "MAX_CHARS", "PROBE", "available", "loosen", "may_match"]
+__all__ = ["MAX_BOUND", "MAX_CHARS", "PROBE", "available", "loosen", "matching", "may_match"]
 
 MAX_BOUND = 16
 """Repetition bounds above this become unbounded: a smaller program for RE2, a wider language."""
@@ -159,15 +159,22 @@ def available(patterns: Sequence[str]) -> bool:
     return _prefilter(patterns) is not None
 
 
-def may_match(patterns: Sequence[str], text: str) -> bool:
-    """False only when none of ``patterns`` can match anywhere in ``text``. ``patterns`` must be
-    the same sequence at every call: it is compiled once, at the first."""
+def matching(patterns: Sequence[str], text: str) -> frozenset[int] | None:
+    """Indices of the patterns that may match somewhere in ``text``: none of the others can.
+    None when the prefilter does not run (see the module), so any pattern may match. ``patterns``
+    must be the same sequence at every call: it is compiled once, at the first."""
     if len(text) > MAX_CHARS:
-        return True
+        return None
     compiled = _prefilter(patterns)
     if compiled is None:
-        return True
+        return None
     try:
-        return bool(compiled.Match(text))
+        return frozenset(compiled.Match(text) or ())
     except Exception:  # e.g. a lone surrogate, which RE2 cannot take: search everything
-        return True
+        return None
+
+
+def may_match(patterns: Sequence[str], text: str) -> bool:
+    """False only when none of ``patterns`` can match anywhere in ``text``."""
+    found = matching(patterns, text)
+    return found is None or bool(found)

@@ -361,6 +361,14 @@ def test_memo_computes_once_per_live_object() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
+def test_the_fast_hashes_are_the_canonical_ones(name: str) -> None:
+    proposal, observations, history = CORPUS[name].parsed()
+    assert api_module.model_sha256(proposal) == canonical_sha256(proposal)
+    for model in [*observations, *history, MANIFESTS, VerifyPolicy()]:
+        assert api_module.model_sha256(model) == canonical_sha256(model)
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
 def test_prepared_observations_give_the_same_verdict(name: str) -> None:
     """``prepare`` at record time changes no verdict, finding or hash on any corpus case."""
     case = CORPUS[name]
@@ -384,9 +392,16 @@ def test_prepare_takes_the_per_observation_work_off_the_proposal_path(
     def broken(*_args: object) -> object:
         raise AssertionError("per-observation work redone")
 
+    real_sha256 = api_module.model_sha256
+
+    def sha256_of_anything_but_observations(model: object) -> str:
+        if isinstance(model, Observation):
+            raise AssertionError("observation hashed again")
+        return real_sha256(model)
+
     monkeypatch.setattr(record_module, "find_instruction_spans", broken)
     monkeypatch.setattr(record_module, "normalize", broken)
-    monkeypatch.setattr(api_module, "observation_sha256", broken)
+    monkeypatch.setattr(api_module, "model_sha256", sha256_of_anything_but_observations)
     verdict = verify(proposal, observations, MANIFESTS)
     assert verdict.verdict == "pass" and verdict.context_sha256 is not None
 

@@ -55,6 +55,18 @@ def for_workers(config: ServiceConfig) -> ServiceConfig:
     return config
 
 
+def _http_protocol() -> str:
+    """httptools with one write per response when httptools is installed, else uvicorn's own
+    choice (h11)."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:  # pragma: no cover - httptools comes with uvicorn[standard]
+        return "auto"
+    from thirdway.service.http import PROTOCOL
+
+    return PROTOCOL
+
+
 def run(config: ServiceConfig) -> None:
     """Serve until SIGTERM/SIGINT (see the module docstring)."""
     import uvicorn
@@ -73,6 +85,7 @@ def run(config: ServiceConfig) -> None:
         "timeout_graceful_shutdown": max(1, round(config.shutdown_seconds)),
         "log_level": config.log_level,
         "proxy_headers": False,
+        "http": _http_protocol(),
     }
     if config.workers == 1:
         uvicorn.run(create_app(config), **common)  # type: ignore[arg-type]

@@ -84,7 +84,6 @@ def run(config: ServiceConfig) -> None:
         "access_log": False,
         "timeout_graceful_shutdown": max(1, round(config.shutdown_seconds)),
         "log_level": config.log_level,
-        "proxy_headers": False,
         "http": _http_protocol(),
     }
     if config.workers == 1:

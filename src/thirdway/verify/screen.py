@@ -86,18 +86,23 @@ def _values(ctx: Context, decision: Decision) -> Iterator[Issue]:
         value = normalize(leaf.value)
         if len(value) < ctx.policy.screen_min_value_chars or _said_by_principal(ctx, value):
             continue
+        forms = written_forms(value)
         for obs in data:
-            span = next(
-                (
-                    found
-                    for form in written_forms(value)
-                    if form in text_of(obs) and (found := overlapping_span(obs, form)) is not None
-                ),
-                None,
-            )
+            span = _first_overlap(obs, forms)
             if span is not None:
                 what = f"the value of '{leaf.path}' ({excerpt(value, 40)!r})"
                 yield _flag(_step_of(leaf), obs, span, what, decision)
+
+
+def _first_overlap(obs: Observation, forms: tuple[str, ...]) -> Span | None:
+    """The span an occurrence of the first form that has one overlaps, if any."""
+    text = text_of(obs)
+    for form in forms:
+        if form in text:
+            span = overlapping_span(obs, form)
+            if span is not None:
+                return span
+    return None
 
 
 def written_forms(value: str) -> tuple[str, ...]:

@@ -169,3 +169,12 @@ def test_a_server_that_stops_answering_ends_the_run(
             asyncio.run(serve._drive(port, ["tw_x_y"] * 3, actions=10, time_limit=1.0))
     finally:
         stop()
+
+
+def test_an_unreachable_server_is_named_without_its_password() -> None:
+    with (
+        pytest.raises(InputError, match="cannot create a bench database") as caught,
+        bench_database("postgresql://bench:hunter2@127.0.0.1:1/"),
+    ):
+        pass
+    assert "hunter2" not in str(caught.value)

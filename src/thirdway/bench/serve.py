@@ -193,7 +193,8 @@ def bench_database(url: str) -> Iterator[str]:
             connection.execute(f'CREATE DATABASE "{name}"')
     except psycopg.Error as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot create a bench database on {url}: {message}") from None
+        shown = base.render_as_string(hide_password=True)
+        raise InputError(f"cannot create a bench database on {shown}: {message}") from None
     try:
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:

@@ -915,9 +915,11 @@ def _raw_spans(text: str) -> list[tuple[int, int, str]]:
     Triggers are taken in order of position, and at one position in the order of ``_RULES``; a
     trigger the acceptance checks refuse does not cover anything, so later ones still count.
     """
-    scan = _Scan(text, _lower(text))
-    low = scan.low
+    low = _lower(text)
     possible = prefilter.matching(_SOURCES, low)  # one DFA pass; None: it did not run
+    if possible is not None and not possible:
+        return []  # no rule can match anywhere
+    scan = _Scan(text, low)
     queue: list[tuple[int, int]] = []  # (where a group next matches, group index)
     for number, group in enumerate(_GROUPS):
         if possible is None or not possible.isdisjoint(group.members):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from thirdway.errors import InputError
@@ -167,6 +167,9 @@ JSON_VALUES = st.recursive(
 
 
 @given(JSON_VALUES)
+@example(9007199254740992.0)  # 2**53: integral but past the safe integers
+@example(2.0**60)  # RFC 8785 writes 1152921504606847000, not the float's exact integer
+@example([-9007199254740994.0, 9007199254740991.0])
 def test_fast_canonical_path_matches_rfc8785_byte_for_byte(value: object) -> None:
     import rfc8785
 

@@ -30,8 +30,9 @@ def _prepare(value: Any) -> Any:
     Python's JSON encoder already agrees with RFC 8785 on strings (same escapes), integers,
     booleans and null, and with ``sort_keys`` on key order as long as no key holds a character
     outside the Basic Multilingual Plane (RFC 8785 sorts by UTF-16 code units, Python by code
-    points). Floats agree when they are integral (written as integers) or when ``repr`` writes
-    them without an exponent. Anything else goes to the reference implementation.
+    points). Floats agree when they are integral and safe integers (written as integers) or
+    when they are not integral and ``repr`` writes them without an exponent. Anything else goes
+    to the reference implementation.
     """
     kind = type(value)
     if kind is str or kind is bool or value is None:
@@ -41,8 +42,12 @@ def _prepare(value: Any) -> Any:
             return value
         raise _NeedsReference
     if kind is float:
-        if value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
-            return int(value)
+        if value.is_integer():
+            # Up to 2**53 - 1 RFC 8785 writes the integer's digits; above, it writes the
+            # shortest round-trip digits padded with zeros, which only the reference knows.
+            if abs(value) <= _MAX_SAFE_INTEGER:
+                return int(value)
+            raise _NeedsReference
         if 1e-4 <= abs(value) < 1e16:
             return value
         raise _NeedsReference

@@ -272,7 +272,10 @@ def _scalar_ready(value: object) -> bool:
 
 
 def _float_ready(container: Any, key: Any, value: float) -> bool:
-    if value.is_integer() and abs(value) <= _SAFE_INT:
+    if value.is_integer():
+        # Past 2**53 - 1 RFC 8785 writes shortest digits padded with zeros: only the reference.
+        if abs(value) > _SAFE_INT:
+            return False
         container[key] = int(value)
         return True
     return 1e-4 <= abs(value) < 1e16

@@ -504,3 +504,38 @@ def test_a_damaged_log_still_opens_for_verification(db: Path) -> None:
             log.append(b"more")
         with pytest.raises(LogError, match="damaged"):
             log.inclusion_proof(17)  # its path needs the subtree over 0..15
+
+
+def test_batches_of_every_shape_store_every_row(db: Path) -> None:
+    """Batches are written several rows per INSERT statement: sizes around that chunk size, and
+    items given as bytearray, memoryview or a bytes subclass, store exactly the rows (and interior
+    nodes) that single appends would."""
+
+    class Tagged(bytes):
+        pass
+
+    data = [entry(i) for i in range(1000)]
+    kinds = [bytes, bytearray, memoryview, Tagged]
+    position = 0
+    with TransparencyLog.open(db) as log:
+        for number, size in enumerate((1, 63, 64, 65, 127, 128, 129, 200, 1, 142)):
+            kind = kinds[number % len(kinds)]
+            batch = [kind(item) for item in data[position : position + size]]
+            assert log.append_batch(batch) == range(position, position + size)  # type: ignore[arg-type]
+            position += size
+        assert position == 920
+        assert log.verify().ok
+        assert log.root() == reference_root(data[:920])
+        assert [log.entry(i) for i in (0, 63, 64, 127, 128, 919)] == [
+            data[i] for i in (0, 63, 64, 127, 128, 919)
+        ]
+    connection = raw(db)
+    stored = connection.execute("SELECT idx, data, leaf_hash FROM entries ORDER BY idx").fetchall()
+    assert stored == [(i, data[i], merkle.leaf_hash(data[i])) for i in range(920)]
+    keys = [row[0] for row in connection.execute("SELECT id FROM nodes ORDER BY id")]
+    expected = [
+        merkle.stored_index(node)
+        for node, _ in merkle.Frontier().extend([merkle.leaf_hash(item) for item in data[:920]])
+    ]
+    assert keys == sorted(expected)
+    connection.close()

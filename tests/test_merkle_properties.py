@@ -293,3 +293,29 @@ def test_generation_rejects_impossible_requests() -> None:
         merkle.subtree_consistency_proof(1, 3, 10, stored)
     with pytest.raises(LogError, match="does not fit"):
         merkle.subtree_consistency_proof(8, 12, 10, stored)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 300), st.lists(st.integers(0, 70), max_size=8))
+def test_extend_is_repeated_append(start: int, chunks: list[int]) -> None:
+    """A batch's one-pass ``extend`` completes the same nodes, in the same order, as appending
+    its leaves one at a time, from any frontier."""
+    leaves = [ref_leaf(b"%d" % i) for i in range(start + sum(chunks))]
+    one_by_one, batched = merkle.Frontier(), merkle.Frontier()
+    batched.extend(leaves[:start])
+    expected: list[tuple[merkle.NodeId, bytes]] = []
+    for leaf in leaves:
+        nodes = one_by_one.append(leaf)
+        if one_by_one.size > start:
+            expected += nodes
+    got: list[tuple[merkle.NodeId, bytes]] = []
+    position = start
+    for chunk in chunks:
+        got += batched.extend(leaves[position : position + chunk])
+        position += chunk
+    assert got == expected
+    assert (batched.size, batched.hashes) == (one_by_one.size, one_by_one.hashes)
+    assert batched.root() == mth(leaves)
+    assert [merkle.leaf_hash(b"%d" % i) for i in range(3)] == merkle.leaf_hashes(
+        [b"%d" % i for i in range(3)]
+    )

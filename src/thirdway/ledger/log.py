@@ -238,8 +238,7 @@ class TransparencyLog:
             raise InputError("append_batch takes a sequence of entries, not one entry")
         if len(items) > MAX_BATCH:
             raise InputError(f"a batch holds at most {MAX_BATCH} entries; got {len(items)}")
-        payloads = [_entry_bytes(item, number) for number, item in enumerate(items)]
-        entries = [NewEntry(data, merkle.leaf_hash(data)) for data in payloads]
+        entries = _new_entries(items)
         if self._sequencer is not None:
             # Several processes append: the store assigns indices under its own lock.
             return self._sequencer.append_sequenced(entries)
@@ -251,7 +250,7 @@ class TransparencyLog:
                 if start + len(entries) > MAX_LOG_SIZE:
                     raise LogError(f"the log is full ({MAX_LOG_SIZE} entries)")
                 frontier = self._frontier.copy()
-                nodes = [node for entry in entries for node in frontier.append(entry.leaf_hash)]
+                nodes = frontier.extend([leaf for _, leaf in entries])
                 try:
                     self._store.append(start, entries, nodes)
                 except StaleSizeError as exc:
@@ -281,8 +280,7 @@ class TransparencyLog:
             items = build(first)
             if len(items) > MAX_BATCH:
                 raise InputError(f"a batch holds at most {MAX_BATCH} entries; got {len(items)}")
-            payloads = [_entry_bytes(item, number) for number, item in enumerate(items)]
-            return [NewEntry(data, merkle.leaf_hash(data)) for data in payloads]
+            return _new_entries(items)
 
         written: range = builder(entries)
         return written
@@ -569,6 +567,18 @@ class _NodeStream:
         """Unexpected stored nodes: skipped ones plus any left after the last entry."""
         left = 0 if self._pending is None else 1 + sum(1 for _ in self._rows)
         return self._unexpected + left
+
+
+def _new_entries(items: Sequence[object]) -> list[NewEntry]:
+    """The entries of a batch with their leaf hashes; :class:`InputError` names the first item
+    that is not bytes or is too large. Plain ``bytes`` of an allowed size (nearly every item)
+    are taken as they are, without a call per item."""
+    payloads = list(items)
+    for number, item in enumerate(payloads):
+        if type(item) is not bytes or len(item) > MAX_ENTRY_BYTES:
+            payloads[number] = _entry_bytes(item, number)
+    data: list[bytes] = payloads  # type: ignore[assignment]  # every item checked just above
+    return list(map(NewEntry, data, merkle.leaf_hashes(data)))
 
 
 def _entry_bytes(item: object, number: int) -> bytes:

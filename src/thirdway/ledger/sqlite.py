@@ -17,6 +17,7 @@ come back from one query; ``checkpoints(seq, size, note)``; ``meta(key, value)``
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -43,6 +44,13 @@ _SCHEMA = [
     for table in _TABLES
     for action in ("UPDATE", "DELETE")
 ]
+_INSERT_ENTRIES = "INSERT INTO entries (idx, data, leaf_hash)"
+_INSERT_NODES = "INSERT INTO nodes (id, hash)"
+#: Rows per INSERT statement of a batch append. One multi-row ``VALUES`` statement costs SQLite
+#: far less per row than ``executemany`` (one step and one reset per row): 64 rows take about a
+#: third less CPU per row, and longer statements gain little more. 64 rows of 3 columns stay well
+#: under the oldest SQLite's limit of 999 parameters per statement.
+_ROWS_PER_INSERT = 64
 _FETCH_ROWS = 4096
 #: SQLite's own page cache, per connection. The operating system's page cache already holds the
 #: file, so this one only saves a ``pread`` per page: proofs took as long with 512 KiB as with
@@ -202,17 +210,10 @@ class SQLiteLogStore:
                 actual = self._size()
                 if actual != first_index:
                     raise StaleSizeError(first_index, actual)
-                conn.executemany(
-                    "INSERT INTO entries (idx, data, leaf_hash) VALUES (?, ?, ?)",
-                    [
-                        (first_index + offset, entry.data, entry.leaf_hash)
-                        for offset, entry in enumerate(entries)
-                    ],
-                )
-                conn.executemany(
-                    "INSERT INTO nodes (id, hash) VALUES (?, ?)",
-                    [(stored_index(node), digest) for node, digest in nodes],
-                )
+                if entries:
+                    _insert(conn, _INSERT_ENTRIES, 3, _entry_values(first_index, entries))
+                if nodes:
+                    _insert(conn, _INSERT_NODES, 2, _node_values(nodes))
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -310,6 +311,43 @@ class SQLiteLogStore:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.close()
                 self._conn = None
+
+
+def _insert(conn: sqlite3.Connection, head: str, width: int, values: list[object]) -> None:
+    """Insert rows of ``width`` columns given as one flat list of ``values``, up to
+    :data:`_ROWS_PER_INSERT` rows per statement."""
+    step = _ROWS_PER_INSERT * width
+    for start in range(0, len(values), step):
+        chunk = values[start : start + step]
+        conn.execute(_insert_sql(head, width, len(chunk) // width), chunk)
+
+
+@functools.cache
+def _insert_sql(head: str, width: int, rows: int) -> str:
+    """``head VALUES (?, …), …`` for ``rows`` rows; the same text for the same shape, so the
+    connection's statement cache keeps each shape prepared."""
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([row] * rows)}"
+
+
+def _entry_values(first_index: int, entries: Sequence[NewEntry]) -> list[object]:
+    """``idx, data, leaf_hash`` of each entry, flattened (filled by slice, without a Python step
+    per value)."""
+    values: list[object] = [None] * (3 * len(entries))
+    values[0::3] = range(first_index, first_index + len(entries))
+    values[1::3], values[2::3] = zip(*entries, strict=True)
+    return values
+
+
+def _node_values(nodes: Sequence[tuple[NodeId, bytes]]) -> list[object]:
+    """``id, hash`` of each node, flattened, ``id`` being :func:`stored_index` (inlined: this runs
+    for every node of every batch append)."""
+    values: list[object] = []
+    add = values.extend
+    for (level, index), digest in nodes:
+        last = ((index + 1) << level) - 1
+        add((2 * last - last.bit_count() + level, digest))
+    return values
 
 
 def _marks(count: int) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from thirdway.errors import LogError
 from thirdway.ledger.merkle import NodeId
@@ -29,9 +29,12 @@ class StaleSizeError(LogError):
         self.actual = actual
 
 
-@dataclass(frozen=True)
-class NewEntry:
-    """An entry about to be stored: its bytes and ``SHA-256(0x00 || data)``."""
+class NewEntry(NamedTuple):
+    """An entry about to be stored: its bytes and ``SHA-256(0x00 || data)``.
+
+    A named tuple rather than a frozen dataclass: a batch append makes one per entry, and a tuple
+    is made (and unpacked by the store) in a fraction of the time.
+    """
 
     data: bytes
     leaf_hash: bytes

@@ -319,3 +319,24 @@ def test_extend_is_repeated_append(start: int, chunks: list[int]) -> None:
     assert [merkle.leaf_hash(b"%d" % i) for i in range(3)] == merkle.leaf_hashes(
         [b"%d" % i for i in range(3)]
     )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, merkle.MAX_TREE_SIZE), st.data())
+def test_consistency_proof_size_formula_is_the_walk(size2: int, data: st.DataObject) -> None:
+    """The verifier's closed-form proof length equals the generator's walk, at any size."""
+    size1 = data.draw(st.one_of(st.integers(1, size2 - 1), st.sampled_from([1, size2 - 1])))
+    assert merkle._consistency_proof_size(size1, size2) == merkle.subtree_consistency_proof_size(
+        0, size1, size2
+    )
+
+
+@pytest.mark.parametrize("size1", [4, 5])
+def test_consistency_roots_that_are_not_bytes_are_refused(size1: int) -> None:
+    stored = tree(9)
+    proof = merkle.consistency_proof(size1, 9, stored)
+    root1, root2 = mth(stored.leaves[:size1]), mth(stored.leaves)
+    merkle.verify_consistency(size1, 9, proof, bytearray(root1), bytearray(root2))
+    for bad1, bad2 in (("x" * 32, root2), (root1, "x" * 32), (None, root2)):
+        with pytest.raises(ProofError, match="must be bytes"):
+            merkle.verify_consistency(size1, 9, proof, bad1, bad2)  # type: ignore[arg-type]

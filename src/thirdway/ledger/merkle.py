@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 HASH_SIZE = 32
+_compare_digest = hmac.compare_digest
 #: Tree sizes and indices are unsigned 64-bit integers in RFC 9162 and in checkpoints.
 MAX_TREE_SIZE = (1 << 64) - 1
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -387,20 +388,39 @@ def _check_hash(name: str, value: bytes) -> None:
         raise ProofError(f"{name} is {len(value)} bytes, not {HASH_SIZE}")
 
 
+def _check_proof_hashes(proof: Sequence[bytes]) -> None:
+    """Every proof element is a 32-byte hash. The common case (``bytes`` of the right size) costs
+    one test per element; any other element gets :func:`_check_hash` and its message."""
+    for number, element in enumerate(proof):
+        if type(element) is not bytes or len(element) != HASH_SIZE:
+            _check_hash(f"proof hash #{number}", element)
+
+
 def _check_proof(proof: Sequence[bytes], expected: int, what: str) -> None:
     if len(proof) != expected:
         raise ProofError(f"{what} must have {expected} hashes; this one has {len(proof)}")
-    for number, element in enumerate(proof):
-        _check_hash(f"proof hash #{number}", element)
+    _check_proof_hashes(proof)
 
 
 def _check_match(what: str, computed: bytes, expected: bytes) -> None:
     if not isinstance(expected, bytes | bytearray):
         raise ProofError(f"{what}: the expected root must be bytes")
-    if not hmac.compare_digest(computed, expected):
+    if not _compare_digest(computed, expected):
         raise ProofError(
             f"{what}: the proof leads to {computed.hex()[:16]}…, not {bytes(expected).hex()[:16]}…"
         )
+
+
+def _consistency_proof_size(size1: int, size2: int) -> int:
+    """How many hashes ``PROOF(size1, D[0:size2])`` has, for ``0 < size1 < size2``, without
+    walking the tree (transparency-dev/merkle's ``decompInclProof``): the inclusion path of leaf
+    ``size1 - 1`` less the levels where the old tree is a perfect subtree, plus the old tree's
+    own root unless it is a power of two (then the verifier holds that root already)."""
+    last = size1 - 1
+    inner = (last ^ (size2 - 1)).bit_length()
+    border = (last >> inner).bit_count()
+    shift = (size1 & -size1).bit_length() - 1
+    return inner - shift + border + (0 if size1 == 1 << shift else 1)
 
 
 def root_from_inclusion_proof(
@@ -412,22 +432,26 @@ def root_from_inclusion_proof(
     if index >= size:
         raise ProofError(f"leaf index {index} is not below the tree size {size}")
     _check_hash("leaf hash", leaf_hash)
-    _check_proof(
-        proof,
-        inclusion_proof_size(index, size),
-        f"an inclusion proof for leaf {index} in a tree of size {size}",
-    )
+    expected = inclusion_proof_size(index, size)
+    if len(proof) != expected:
+        raise ProofError(
+            f"an inclusion proof for leaf {index} in a tree of size {size} must have {expected} "
+            f"hashes; this one has {len(proof)}"
+        )
+    _check_proof_hashes(proof)
+    sha256 = hashlib.sha256
+    prefix = _NODE_PREFIX
     fn, sn, result = index, size - 1, bytes(leaf_hash)
     for element in proof:
         if sn == 0:
             raise ProofError("inclusion proof is longer than the path to the root")
         if fn & 1 or fn == sn:
-            result = node_hash(element, result)
+            result = sha256(prefix + element + result).digest()
             while not fn & 1 and fn != 0:
                 fn >>= 1
                 sn >>= 1
         else:
-            result = node_hash(result, element)
+            result = sha256(prefix + result + element).digest()
         fn >>= 1
         sn >>= 1
     if sn != 0:
@@ -440,7 +464,8 @@ def verify_inclusion(
 ) -> None:
     """Check that ``leaf_hash`` is entry ``index`` of the tree of ``size`` with ``root``."""
     computed = root_from_inclusion_proof(leaf_hash, index, size, proof)
-    _check_match(f"inclusion proof of leaf {index} in the tree of size {size}", computed, root)
+    if type(root) is not bytes or not _compare_digest(computed, root):
+        _check_match(f"inclusion proof of leaf {index} in the tree of size {size}", computed, root)
 
 
 def verify_consistency(
@@ -464,36 +489,51 @@ def verify_consistency(
             )
         _check_match(f"consistency at equal sizes {size1}", root2, root1)
         return
-    _check_proof(
-        proof,
-        subtree_consistency_proof_size(0, size1, size2),
-        f"a consistency proof from size {size1} to {size2}",
-    )
-    path = list(proof)
-    if size1 & (size1 - 1) == 0:
-        path.insert(0, bytes(root1))
+    expected = _consistency_proof_size(size1, size2)
+    if len(proof) != expected:
+        raise ProofError(
+            f"a consistency proof from size {size1} to {size2} must have {expected} hashes; "
+            f"this one has {len(proof)}"
+        )
+    _check_proof_hashes(proof)
+    # The loop below is the whole cost of a verification: hashing is inlined (a local
+    # ``sha256`` and prefix concatenation), and no list or message is built unless it fails.
+    sha256 = hashlib.sha256
+    prefix = _NODE_PREFIX
     fn, sn = size1 - 1, size2 - 1
+    if fn & (fn + 1) == 0:
+        # size1 is a power of two: the old root is the seed and every element is a sibling.
+        first = second = bytes(root1) if isinstance(root1, bytes | bytearray) else b""
+        elements: Sequence[bytes] = proof
+    else:
+        first = second = proof[0]
+        elements = proof[1:]
     while fn & 1:
         fn >>= 1
         sn >>= 1
-    first = second = path[0]
-    for element in path[1:]:
+    for element in elements:
         if sn == 0:
             raise ProofError("consistency proof is longer than the path to the root")
         if fn & 1 or fn == sn:
-            first = node_hash(element, first)
-            second = node_hash(element, second)
+            first = sha256(prefix + element + first).digest()
+            second = sha256(prefix + element + second).digest()
             while not fn & 1 and fn != 0:
                 fn >>= 1
                 sn >>= 1
         else:
-            second = node_hash(second, element)
+            second = sha256(prefix + second + element).digest()
         fn >>= 1
         sn >>= 1
     if sn != 0:
         raise ProofError("consistency proof is shorter than the path to the root")
-    _check_match(f"consistency proof, old root at size {size1}", first, root1)
-    _check_match(f"consistency proof, new root at size {size2}", second, root2)
+    if not (
+        type(root1) is bytes
+        and type(root2) is bytes
+        and _compare_digest(first, root1)
+        and _compare_digest(second, root2)
+    ):
+        _check_match(f"consistency proof, old root at size {size1}", first, root1)
+        _check_match(f"consistency proof, new root at size {size2}", second, root2)
 
 
 def _check_subtree(start: int, end: int, *, allow_empty: bool) -> None:

@@ -31,9 +31,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from re import _constants as sre  # type: ignore[attr-defined]
-from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
+
+try:  # Python's own regex parser (3.11+); without it there is no prefilter, never a failure
+    from re import _constants as sre  # type: ignore[attr-defined]
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - a Python that moved them
+    sre = sre_parse = None
 
 __all__ = ["MAX_BOUND", "MAX_CHARS", "PROBE", "available", "loosen", "matching", "may_match"]
 
@@ -127,6 +131,8 @@ _compiled: list[Any] = []  # [] before the first use; [None] when there is no pr
 
 
 def _compile(patterns: Sequence[str]) -> Any:
+    if sre_parse is None:
+        return None
     try:
         import re2
     except ImportError:

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from thirdway.errors import InputError, LogError, ProofError
 from thirdway.ledger import merkle
-from thirdway.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from thirdway.ledger.keys import load_or_create_log_key
 from thirdway.ledger.note import NoteSigner, NoteVerifier
 from thirdway.ledger.sqlite import SQLiteLogStore
 from thirdway.ledger.store import (
@@ -36,6 +34,12 @@ from thirdway.ledger.store import (
     StaleSizeError,
     StoredCheckpoint,
 )
+
+if TYPE_CHECKING:
+    # Imported where checkpoints are signed, opened or verified, and where a key is made: a
+    # process that opens a log, appends and serves proofs (a gateway worker, the benchmark)
+    # never needs them, and every module loaded costs resident memory.
+    from thirdway.ledger.checkpoint import Checkpoint
 
 __all__ = [
     "DEFAULT_ORIGIN_PREFIX",
@@ -183,6 +187,10 @@ class TransparencyLog:
 
     @staticmethod
     def _initialize(store: LogStore, key_path: Path, origin: str | None) -> None:
+        import secrets
+
+        from thirdway.ledger.keys import load_or_create_log_key
+
         name = origin if origin is not None else DEFAULT_ORIGIN_PREFIX + secrets.token_hex(8)
         try:
             signer = load_or_create_log_key(key_path, name)
@@ -365,6 +373,8 @@ class TransparencyLog:
                     f"log key {self._key_path} is missing; checkpoints cannot be signed "
                     "(a new key would fork the log's identity)"
                 )
+            from thirdway.ledger.keys import load_or_create_log_key
+
             signer = load_or_create_log_key(self._key_path, self._origin)
             if signer.verifier() != self._verifier:
                 raise LogError(f"log key {self._key_path} is not the key this log was created with")
@@ -376,6 +386,8 @@ class TransparencyLog:
         with self._lock:
             signer = self._load_signer()
             size = self.size()
+            from thirdway.ledger.checkpoint import Checkpoint, sign_checkpoint
+
             checkpoint = Checkpoint(self._origin, size, self.root(size))
             note = sign_checkpoint(checkpoint, signer)
             self._store.add_checkpoint(size, note)
@@ -398,6 +410,8 @@ class TransparencyLog:
         self, note: str | bytes, *, trusted_key: NoteVerifier | None = None
     ) -> Checkpoint:
         """Verify a checkpoint note (signature, origin) and that this log's entries produce it."""
+        from thirdway.ledger.checkpoint import open_checkpoint
+
         checkpoint = open_checkpoint(note, self._trusted(trusted_key), origin=self._origin)
         size = self.size()
         if checkpoint.size > size:
@@ -497,6 +511,8 @@ class TransparencyLog:
         size: int,
     ) -> int:
         """Check every checkpoint's signature, root, and consistency with the one before."""
+        from thirdway.ledger.checkpoint import open_checkpoint
+
         previous: Checkpoint | None = None
         for item in stored:
             where = f"checkpoint #{item.seq}"

@@ -46,11 +46,11 @@ _SCHEMA = [
 ]
 _INSERT_ENTRIES = "INSERT INTO entries (idx, data, leaf_hash)"
 _INSERT_NODES = "INSERT INTO nodes (id, hash)"
-#: Rows per INSERT statement of a batch append. One multi-row ``VALUES`` statement costs SQLite
-#: far less per row than ``executemany`` (one step and one reset per row): 64 rows take about a
-#: third less CPU per row, and longer statements gain little more. 64 rows of 3 columns stay well
-#: under the oldest SQLite's limit of 999 parameters per statement.
-_ROWS_PER_INSERT = 64
+#: Most rows per INSERT statement of a batch append. One multi-row ``VALUES`` statement costs
+#: SQLite far less per row than ``executemany`` (one step and one reset per row): 32 rows take
+#: about a third less CPU per row, and longer statements gain little more while their prepared
+#: programs (kept in the statement cache) grow with them.
+_ROWS_PER_INSERT = 32
 _FETCH_ROWS = 4096
 #: SQLite's own page cache, per connection. The operating system's page cache already holds the
 #: file, so this one only saves a ``pread`` per page: proofs took as long with 512 KiB as with
@@ -220,21 +220,13 @@ class SQLiteLogStore:
                 raise
 
     def read_nodes(self, nodes: Sequence[NodeId]) -> list[bytes]:
-        leaves = [index for level, index in nodes if level == 0]
-        interior = [stored_index(node) for node in nodes if node[0] > 0]
-        parts, args = [], []
-        if leaves:
-            parts.append(
-                f"SELECT 0, idx, leaf_hash FROM entries WHERE idx IN ({_marks(len(leaves))})"
-            )
-            args += leaves
-        if interior:
-            parts.append(f"SELECT 1, id, hash FROM nodes WHERE id IN ({_marks(len(interior))})")
-            args += interior
-        if not parts:
+        leaves = _padded([index for level, index in nodes if level == 0])
+        interior = _padded([stored_index(node) for node in nodes if node[0] > 0])
+        if not leaves and not interior:
             return []
+        query = _read_sql(len(leaves), len(interior))
         with self._guard("read nodes"):
-            rows = self._connection().execute(" UNION ALL ".join(parts), args).fetchall()
+            rows = self._connection().execute(query, leaves + interior).fetchall()
         found = {(kind, int(key)): _blob(value) for kind, key, value in rows}
         hashes = []
         for node in nodes:
@@ -314,12 +306,17 @@ class SQLiteLogStore:
 
 
 def _insert(conn: sqlite3.Connection, head: str, width: int, values: list[object]) -> None:
-    """Insert rows of ``width`` columns given as one flat list of ``values``, up to
-    :data:`_ROWS_PER_INSERT` rows per statement."""
-    step = _ROWS_PER_INSERT * width
-    for start in range(0, len(values), step):
-        chunk = values[start : start + step]
-        conn.execute(_insert_sql(head, width, len(chunk) // width), chunk)
+    """Insert rows of ``width`` columns given as one flat list of ``values``:
+    :data:`_ROWS_PER_INSERT` rows per statement, then the rest in power-of-two statements
+    (so a table has only a handful of statement shapes, each prepared once and cached)."""
+    start, total = 0, len(values)
+    rows = _ROWS_PER_INSERT
+    while start < total:
+        while rows * width > total - start:
+            rows >>= 1
+        end = start + rows * width
+        conn.execute(_insert_sql(head, width, rows), values[start:end])
+        start = end
 
 
 @functools.cache
@@ -348,6 +345,28 @@ def _node_values(nodes: Sequence[tuple[NodeId, bytes]]) -> list[object]:
         last = ((index + 1) << level) - 1
         add((2 * last - last.bit_count() + level, digest))
     return values
+
+
+def _padded(keys: list[int]) -> list[int]:
+    """``keys`` with its last key repeated up to the next power of two (a repeat in an ``IN``
+    list changes nothing), so that proofs of every shape use a few dozen distinct queries.
+    Otherwise nearly every proof had its own query text and the connection's statement cache
+    kept up to 256 prepared queries of a few KiB each: the log's memory grew by a megabyte
+    while serving proofs, and most of them missed the cache anyway."""
+    if not keys:
+        return keys
+    return keys + [keys[-1]] * ((1 << (len(keys) - 1).bit_length()) - len(keys))
+
+
+@functools.cache
+def _read_sql(leaves: int, interior: int) -> str:
+    """The query reading ``leaves`` leaf hashes and ``interior`` node hashes in one go."""
+    parts = []
+    if leaves:
+        parts.append(f"SELECT 0, idx, leaf_hash FROM entries WHERE idx IN ({_marks(leaves)})")
+    if interior:
+        parts.append(f"SELECT 1, id, hash FROM nodes WHERE id IN ({_marks(interior)})")
+    return " UNION ALL ".join(parts)
 
 
 def _marks(count: int) -> str:

@@ -129,3 +129,37 @@ def test_cli_db_upgrade_unknown_revision(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "cannot upgrade" in result.output and "Traceback" not in result.output
+
+
+def test_keys_on_a_database_an_older_thirdway_made_bring_it_to_head(pg_url: str) -> None:
+    from thirdway.service.keys_pg import PostgresKeyStore
+
+    upgrade(pg_url, "0001_initial")
+    with psycopg.connect(pg_url) as connection:
+        assert connection.execute("SELECT to_regclass('service_api_keys')").fetchone() == (None,)
+    store = PostgresKeyStore(pg_url)
+    try:
+        key = store.create("agent-7", "agent")
+        assert store.authenticate(key).name == "agent-7"
+    finally:
+        store.close()
+    with psycopg.connect(pg_url) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (HEAD,)
+        # the schema itself refuses what the store would never write
+        for role, digest in [("root", b"\0" * 32), ("agent", b"short")]:
+            with pytest.raises(psycopg.errors.CheckViolation):
+                connection.execute(
+                    "INSERT INTO service_api_keys (id, name, role, digest, created_at)"
+                    " VALUES ('x', 'n', %s, %s, 0)",
+                    (role, digest),
+                )
+            connection.rollback()
+
+
+def test_the_sqlite_log_file_gets_no_keys_table(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    upgrade(path)
+    assert _revision_sqlite(path) == HEAD
+    with sqlite3.connect(path) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert "service_api_keys" not in tables  # SQLite keys live in the data folder's keys.db

@@ -19,7 +19,7 @@ from thirdway.errors import InputError
 
 __all__ = ["HEAD", "database_url", "upgrade"]
 
-HEAD = "0001_initial"
+HEAD = "0002_service_api_keys"
 _HERE = Path(__file__).resolve().parent
 #: Arbitrary but fixed: the advisory lock key that serialises concurrent upgrades.
 _UPGRADE_LOCK_KEY = 0x7468697264776179  # "thirdway"

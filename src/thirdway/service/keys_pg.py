@@ -2,22 +2,19 @@
 
 Keys are made by one admin command and read by every worker process on every request, so they
 belong where every worker already looks: the shared database (a ``keys.db`` file would have to
-be on every worker's machine). The table is the service's own and is created here if missing.
+be on every worker's machine). The table comes with thirdway's migrations (revision
+``0002_service_api_keys``); a database without it is brought to the newest schema on open.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from thirdway.errors import InputError
 from thirdway.service.auth import KeyInfo, KeyStore, Role, _role_conflict, _Row
 
 TABLE = "service_api_keys"
-_CREATE = text(
-    f"CREATE TABLE IF NOT EXISTS {TABLE} (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
-    "role TEXT NOT NULL, digest BYTEA NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT)"
-)
 _ROW = text(f"SELECT name, role, digest FROM {TABLE} WHERE id = :id AND revoked_at IS NULL")
 
 
@@ -32,34 +29,22 @@ class PostgresKeyStore(KeyStore):
         self._engine: Engine = create_pg_engine(url, pool_size=pool_size, max_overflow=pool_size)
         try:
             self._migrate(url)
-            self._create_table()
         except SQLAlchemyError as exc:
             self._engine.dispose()
             raise InputError(f"cannot open the API keys in {self._where}: {_first(exc)}") from None
 
     def _migrate(self, url: str) -> None:
-        """Keys may be made before the service first runs: bring an empty database to
-        thirdway's schema first (the log refuses to adopt a database holding other tables)."""
+        """Keys may be made before the service first runs, or on a database an older thirdway
+        created: bring it to the newest schema (the upgrade holds an advisory lock, so workers
+        starting together run it once; on an up-to-date database it does nothing)."""
         from sqlalchemy import inspect
 
         with self._engine.connect() as connection:
-            present = inspect(connection).has_table("alembic_version")
+            present = inspect(connection).has_table(TABLE)
         if not present:
             from thirdway.migrations import upgrade
 
             upgrade(url)
-
-    def _create_table(self) -> None:
-        for _ in range(3):
-            try:
-                with self._engine.begin() as connection:
-                    connection.execute(_CREATE)
-                return
-            except (IntegrityError, ProgrammingError):
-                # two processes creating the table at once: one wins, the other sees it next time
-                continue
-        with self._engine.begin() as connection:
-            connection.execute(_CREATE)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -147,6 +147,30 @@ def test_a_spent_token_is_a_409_and_the_service_keeps_serving(api: Any) -> None:
     assert client.get("/v1/health").status_code == 200
 
 
+def test_a_record_another_worker_moved_is_a_retryable_409(api: Any, monkeypatch: Any) -> None:
+    """StaleRecordError (the gatekeeper's own retries ran out) and DialogueMoved are conflicts
+    the caller can retry, not bad input: 409 ``record_moved``, and the retry then goes through."""
+    from thirdway.gateway.sessions import StaleRecordError
+
+    client, keys, services = api
+    sid = open_session(client, keys.agent)
+    real_propose = services.gate.propose
+    calls = []
+
+    def moved_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise StaleRecordError(f"session {sid!r} changed on another worker; nothing written")
+        return real_propose(*args, **kwargs)
+
+    monkeypatch.setattr(services.gate, "propose", moved_once)
+    url, body = f"/v1/sessions/{sid}/proposals", banking.read_proposal(sid)
+    first = client.post(url, json=body, headers=headers(keys.agent))
+    assert error_of(first, 409)["code"] == "record_moved"
+    again = client.post(url, json=body, headers=headers(keys.agent))
+    assert again.status_code == 200 and again.json()["outcome"] == "granted", again.text
+
+
 def test_a_verifier_denial_is_a_200_with_the_reason(api: Any) -> None:
     client, keys, _ = api
     sid = open_session(client, keys.agent)

@@ -21,7 +21,13 @@ from thirdway.dialogue.challenges import Challenge, make_challenge
 from thirdway.dialogue.errors import DialogueError, TransitionRefused
 from thirdway.dialogue.machine import TRANSITIONS, apply, refusal
 from thirdway.dialogue.model import EVENTS, STATES, Dialogue, Turn, Vote
-from thirdway.dialogue.service import DialogueService, Resolution, Review, parse_answer
+from thirdway.dialogue.service import (
+    DialogueMoved,
+    DialogueService,
+    Resolution,
+    Review,
+    parse_answer,
+)
 from thirdway.dialogue.sink import EscalationSink
 from thirdway.dialogue.spot import EpochKeeper, EpochReport, is_selected, verify_epochs
 
@@ -37,6 +43,7 @@ __all__ = [
     "Challenge",
     "Dialogue",
     "DialogueError",
+    "DialogueMoved",
     "DialogueService",
     "EpochKeeper",
     "EpochReport",

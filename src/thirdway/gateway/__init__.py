@@ -15,6 +15,7 @@ from thirdway.gateway.hooks import (
     TierSource,
 )
 from thirdway.gateway.outcomes import Denied, Escalated, Executed, Granted, Outcome
+from thirdway.gateway.sessions import StaleRecordError
 from thirdway.gateway.tools import HostedTool, ToolRegistry, render_result
 from thirdway.gateway.verifiers import (
     EnclaveVerifier,
@@ -38,6 +39,7 @@ __all__ = [
     "RecordOnlySanctioner",
     "Sanctioner",
     "StageTimer",
+    "StaleRecordError",
     "TierSource",
     "ToolRegistry",
     "Verifier",

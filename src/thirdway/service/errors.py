@@ -2,9 +2,10 @@
 
 Status codes: 400 malformed or invalid input (the field named), 401 no or unknown key, 403 a
 role or principal that may not do this (or a token that does not allow this call), 404 an
-unknown session, dialogue or agent, 409 a spent token, an illegal dialogue transition or a
-resolved escalation, 413 a body over the limit, 503 no trustworthy verifier. A proposal the
-verifier denies is not an error: it is a 200 carrying the ``denied`` outcome.
+unknown session, dialogue or agent, 409 a spent token, an illegal dialogue transition, a
+resolved escalation, or a record another worker changed meanwhile (``record_moved``: nothing
+was written; send the request again), 413 a body over the limit, 503 no trustworthy verifier.
+A proposal the verifier denies is not an error: it is a 200 carrying the ``denied`` outcome.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thirdway.dialogue.errors import TransitionRefused
+from thirdway.dialogue.service import DialogueMoved
 from thirdway.errors import CapabilityError, EnclaveError, LogError, ProofError, ThirdwayError
+from thirdway.gateway.sessions import StaleRecordError
 
 logger = logging.getLogger("thirdway.service")
 
@@ -69,7 +72,8 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         401: "No API key, or an unknown one",
         403: "This principal or role may not do this",
         404: "Unknown session, dialogue or agent",
-        409: "Spent token, illegal dialogue transition, or already resolved",
+        409: "Spent token, illegal dialogue transition, already resolved, or record_moved "
+        "(another worker changed the record meanwhile; nothing was written: retry)",
         413: "Request body over the limit",
     }.items()
 }
@@ -91,6 +95,8 @@ def classify(exc: ThirdwayError) -> tuple[int, str, str | None]:
         return status, "capability_refused", exc.reason
     if isinstance(exc, TransitionRefused):
         return 409, "illegal_transition", None
+    if isinstance(exc, StaleRecordError | DialogueMoved):
+        return 409, "record_moved", None
     if isinstance(exc, EnclaveError):
         return 503, "verifier_unavailable", None
     if isinstance(exc, LogError | ProofError):

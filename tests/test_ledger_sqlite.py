@@ -539,3 +539,20 @@ def test_batches_of_every_shape_store_every_row(db: Path) -> None:
     ]
     assert keys == sorted(expected)
     connection.close()
+
+
+def test_read_nodes_in_several_queries_and_a_missing_one(db: Path) -> None:
+    """More hashes than one query reads come back complete and in the order asked (repeats
+    included); a node that is not stored is named."""
+    data = [entry(i) for i in range(600)]
+    with TransparencyLog.open(db) as log:
+        log.append_batch(data)
+        expected = {(0, i): merkle.leaf_hash(item) for i, item in enumerate(data)}
+        frontier = merkle.Frontier()
+        expected.update(frontier.extend([expected[(0, i)] for i in range(600)]))
+        wanted = sorted(expected, key=lambda node: (node[1] * 7919 + node[0]) % 601)[:300]
+        wanted += wanted[:5]
+        store = log._store  # type: ignore[attr-defined]
+        assert store.read_nodes(wanted) == [expected[node] for node in wanted]
+        with pytest.raises(LogError, match=r"node \(level 3, index 75\) is missing"):
+            store.read_nodes([(0, 1), (3, 75)])

@@ -59,6 +59,27 @@ APPEND_ONLY_MESSAGE = "thirdway log is append-only"
 _FETCH_ROWS = 4096
 _LOG_TABLES = ("meta", "entries", "nodes", "checkpoints", "log_state")
 
+# The hot statements, as driver SQL (no SQLAlchemy compilation per call; psycopg prepares them
+# server-side after a few executions).
+_SIZE = "SELECT size FROM log_state"
+_LOCK_SIZE = "SELECT size FROM log_state FOR UPDATE"
+_INSERT_BATCH = """\
+WITH new_entries AS (
+    INSERT INTO entries (idx, data, leaf_hash)
+    SELECT %(first)s::bigint + number - 1, data, leaf_hash
+    FROM unnest(%(data)s::bytea[], %(leaves)s::bytea[])
+        WITH ORDINALITY AS t(data, leaf_hash, number)
+), new_nodes AS (
+    INSERT INTO nodes (id, hash)
+    SELECT id, hash FROM unnest(%(ids)s::bigint[], %(hashes)s::bytea[]) AS t(id, hash)
+)
+UPDATE log_state SET size = %(size)s"""
+_READ_NODES = """\
+SELECT 0, idx, leaf_hash FROM entries WHERE idx = ANY(%(leaves)s::bigint[])
+UNION ALL
+SELECT 1, id, hash FROM nodes WHERE id = ANY(%(interior)s::bigint[])"""
+_READ_RANGE = "SELECT idx, data FROM entries WHERE idx >= %(start)s AND idx < %(stop)s ORDER BY idx"
+
 _metadata = MetaData()
 meta_table = Table("meta", _metadata, Column("key", Text, primary_key=True), Column("value", Text))
 entries_table = Table(
@@ -199,13 +220,18 @@ class PostgresLogStore:
             raise LogError(f"cannot {action} in log {self._url}: {_first_line(exc)}") from None
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[Connection]:
-        """The snapshot's connection inside :meth:`snapshot` on this thread, else a fresh one."""
+    def _reading(self, *, single: bool = True) -> Iterator[Connection]:
+        """The snapshot's connection inside :meth:`snapshot` on this thread, else a fresh one.
+
+        A ``single`` statement outside a snapshot runs in autocommit: the statement is its own
+        snapshot as before, without the BEGIN and ROLLBACK round trips around it."""
         held: Connection | None = getattr(self._local, "snapshot", None)
         if held is not None:
             yield held
             return
         with self._connect() as connection:
+            if single:
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             yield connection
 
     # --- metadata -----------------------------------------------------------------------------
@@ -231,13 +257,11 @@ class PostgresLogStore:
 
     def size(self) -> int:
         with self._guard("read the size"), self._reading() as connection:
-            return int(connection.execute(select(log_state_table.c.size)).scalar_one())
+            return int(connection.exec_driver_sql(_SIZE).scalar_one())
 
     def _lock_size(self, connection: Connection) -> int:
         """Lock the state row for this transaction and return the size it records."""
-        return int(
-            connection.execute(select(log_state_table.c.size).with_for_update()).scalar_one()
-        )
+        return int(connection.exec_driver_sql(_LOCK_SIZE).scalar_one())
 
     def _insert(
         self,
@@ -246,20 +270,18 @@ class PostgresLogStore:
         entries: Sequence[NewEntry],
         nodes: Sequence[tuple[NodeId, bytes]],
     ) -> None:
-        connection.execute(
-            entries_table.insert(),
-            [
-                {"idx": first_index + offset, "data": entry.data, "leaf_hash": entry.leaf_hash}
-                for offset, entry in enumerate(entries)
-            ],
-        )
-        if nodes:
-            connection.execute(
-                nodes_table.insert(),
-                [{"id": stored_index(node), "hash": digest} for node, digest in nodes],
-            )
-        connection.execute(
-            log_state_table.update().values(size=first_index + len(entries)),
+        """Entries, interior nodes and the new size in one statement (one round trip, one
+        query shape for every batch: the rows travel as arrays)."""
+        connection.exec_driver_sql(
+            _INSERT_BATCH,
+            {
+                "first": first_index,
+                "data": [entry.data for entry in entries],
+                "leaves": [entry.leaf_hash for entry in entries],
+                "ids": [stored_index(node) for node, _ in nodes],
+                "hashes": [digest for _, digest in nodes],
+                "size": first_index + len(entries),
+            },
         )
 
     def append(
@@ -315,21 +337,11 @@ class PostgresLogStore:
             return self._read_nodes(connection, nodes)
 
     def _read_nodes(self, connection: Connection, nodes: Sequence[NodeId]) -> list[bytes]:
+        """Leaf and interior hashes in one query (arrays: one query shape for any count)."""
         leaves = [index for level, index in nodes if level == 0]
         interior = [stored_index(node) for node in nodes if node[0] > 0]
-        found: dict[tuple[int, int], bytes] = {}
-        if leaves:
-            rows = connection.execute(
-                select(entries_table.c.idx, entries_table.c.leaf_hash).where(
-                    entries_table.c.idx.in_(leaves)
-                )
-            )
-            found.update({(0, int(key)): bytes(value) for key, value in rows})
-        if interior:
-            rows = connection.execute(
-                select(nodes_table.c.id, nodes_table.c.hash).where(nodes_table.c.id.in_(interior))
-            )
-            found.update({(1, int(key)): bytes(value) for key, value in rows})
+        rows = connection.exec_driver_sql(_READ_NODES, {"leaves": leaves, "interior": interior})
+        found = {(int(level), int(key)): bytes(value) for level, key, value in rows}
         hashes = []
         for node in nodes:
             level, index = node
@@ -356,13 +368,9 @@ class PostgresLogStore:
         a gateway worker reads what the others appended since it last looked)."""
         if stop <= start:
             return []
-        query = (
-            select(entries_table.c.idx, entries_table.c.data)
-            .where(entries_table.c.idx >= start, entries_table.c.idx < stop)
-            .order_by(entries_table.c.idx)
-        )
         with self._guard("read entries"), self._reading() as connection:
-            return [(int(index), bytes(data)) for index, data in connection.execute(query)]
+            rows = connection.exec_driver_sql(_READ_RANGE, {"start": start, "stop": stop})
+            return [(index, bytes(data)) for index, data in rows]
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -392,7 +400,7 @@ class PostgresLogStore:
 
     def _stream(self, query: Any, what: str) -> Generator[tuple[Any, ...], None, None]:
         """Rows of ``query`` through a server-side cursor, a few thousand at a time."""
-        with self._guard(f"read {what}"), self._reading() as connection:
+        with self._guard(f"read {what}"), self._reading(single=False) as connection:
             result = connection.execution_options(yield_per=_FETCH_ROWS).execute(query)
             for row in result:
                 yield tuple(row)

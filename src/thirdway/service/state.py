@@ -3,6 +3,11 @@
 The gatekeeper takes each agent's tier from the dialogue service (the trust fold over the
 log), and the dialogue service is built on the gatekeeper, so the tier source is a small
 indirection filled in once both exist.
+
+The verifier is the pure in-process one followed by the deterministic instruction-endorsement
+judge (:mod:`thirdway.gateway.endorsement`): an action value that an injected instruction in
+the record names is held for an auditor even when the principal wrote it too. The AgentDojo
+replay measures exactly this pair, so the service stops what the README says it stops.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from thirdway.dialogue import DialogueService, EpochKeeper
-from thirdway.gateway import DEFAULT_TIER, Gatekeeper, ToolRegistry, banking
+from thirdway.gateway import DEFAULT_TIER, Gatekeeper, InProcessVerifier, ToolRegistry, banking
+from thirdway.gateway.endorsement import InstructionEndorsementJudge, JudgedVerifier
+from thirdway.protocol.manifest import ManifestSet
 from thirdway.service.auth import KeyStore, SQLiteKeyStore
 from thirdway.service.config import ServiceConfig
 
@@ -31,6 +38,13 @@ def hosted_tools(config: ServiceConfig) -> ToolRegistry:
     if config.tools == "banking":
         return banking.Bank().registry()
     return ToolRegistry()
+
+
+def judged_verifier(tools: ToolRegistry) -> JudgedVerifier:
+    """The service's verifier: in-process verification, then the endorsement judge (it may
+    only make a verdict stricter: escalate, never pass what the verifier held)."""
+    manifests = tools.merged_manifests(ManifestSet())
+    return JudgedVerifier(InProcessVerifier(manifests), (InstructionEndorsementJudge(),))
 
 
 def open_keys(config: ServiceConfig) -> KeyStore:
@@ -57,6 +71,7 @@ class Services:
         config.check_supported()
         keys = open_keys(config)
         tiers = _TrustTiers()
+        registry = tools if tools is not None else hosted_tools(config)
         try:
             # with PostgreSQL the log and spent-set live in the database (shared by every
             # worker; the elected one signs checkpoints) and data_dir keeps the signing keys
@@ -64,7 +79,8 @@ class Services:
                 config.data_dir,
                 db=config.db if config.postgres else None,
                 checkpoint_every_s=config.checkpoint_seconds if config.postgres else None,
-                tools=tools if tools is not None else hosted_tools(config),
+                tools=registry,
+                verifier=judged_verifier(registry),
                 tiers=tiers,
                 durable_spends=config.durable,
             )

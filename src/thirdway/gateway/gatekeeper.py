@@ -391,12 +391,15 @@ class Gatekeeper:
         self._own.extend(own)
         if size > self._cursor:
             projection = self._projection
-            for index, data in self._read(self._cursor, size):
-                if not any(index in mine for mine in self._own):
+            # Only the other workers' entries are read: this worker's own ranges are skipped
+            # without a query (with one worker, a catch-up reads nothing but the size).
+            for start, stop in _gaps(self._cursor, size, self._own):
+                for index, data in self._read(start, stop):
                     log_entry = _parse(index, data)
                     with self._table_lock:
                         projection.apply(index, log_entry)
-                self._cursor = index + 1
+                self._cursor = stop
+            self._cursor = size
             projection.forget()  # ``size`` ends a batch: no later entry refers back into it
             with self._table_lock:
                 self._agents.update(projection.new_agents)
@@ -1155,6 +1158,24 @@ class Gatekeeper:
 
 _PLAIN_ID: Final = re.compile(r"[A-Za-z0-9._:@+=/-]+")
 """Ids written as they are in an entry's JSON (no escaping), so a byte search can pre-filter."""
+
+
+def _gaps(start: int, stop: int, own: Sequence[range]) -> list[tuple[int, int]]:
+    """The stretches of ``start <= index < stop`` that none of the ranges in ``own`` covers,
+    in order."""
+    gaps: list[tuple[int, int]] = []
+    position = start
+    for mine in sorted(own, key=lambda mine: mine.start):
+        if mine.stop <= position or not len(mine):
+            continue
+        if mine.start >= stop:
+            break
+        if mine.start > position:
+            gaps.append((position, mine.start))
+        position = mine.stop
+    if position < stop:
+        gaps.append((position, stop))
+    return gaps
 
 
 def _parse(index: int, data: bytes) -> LogEntry:

@@ -371,6 +371,14 @@ class CapabilityVerifier:
             biscuit = unverified.verify(self.public_key)
         except (BiscuitValidationError, ValueError) as exc:
             raise CapabilityError("bad_signature", f"signature check failed: {exc}") from None
+        if biscuit.to_base64() != token:
+            # Protobuf parsing is lenient: some altered bytes (a length, a varint's padding)
+            # still decode to the same signed content. One token has one encoding: the
+            # issuer's; anything else was altered on the way and is refused.
+            raise CapabilityError(
+                "malformed",
+                "token is not in the issuer's canonical encoding (its bytes were altered)",
+            )
         if biscuit.block_count() != 1:
             raise CapabilityError(
                 "malformed",

@@ -34,6 +34,7 @@ leaves memory and log agreeing.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import secrets
@@ -244,6 +245,10 @@ class Gatekeeper:
         # where the rebuild stopped, skipping the ranges this worker's writer committed.
         self._follow_lock = threading.Lock()
         self._cursor = size
+        # Follows are grouped like commits: each caller takes a ticket on arrival; one whose
+        # ticket is older than the start of a catch-up finished since has nothing left to read.
+        self._tickets = itertools.count()
+        self._caught_from = 0
         self._own: list[range] = []
         self._projection = Projection(state, deferred=True)
         self._owned: list[Closeable] = []
@@ -383,10 +388,22 @@ class Gatekeeper:
         has nothing to follow. Called before every step on a session; cheap when nothing new."""
         if not self._writer.sequenced:
             return None
+        arrived = next(self._tickets)
         with self._follow_lock:
-            return self._catch_up_locked()
+            return self._catch_up_locked(arrived)
 
-    def _catch_up_locked(self) -> int:
+    def _catch_up_locked(self, arrived: int) -> int:
+        """Catch up unless a catch-up that began after ``arrived`` (a ticket) has finished:
+        that one read the size after this caller arrived, so it applied everything this caller
+        must see (the threads queued behind one follow share it, as a commit group does)."""
+        if arrived < self._caught_from:
+            return self._cursor
+        began = next(self._tickets)
+        cursor = self._catch_up_from_log()
+        self._caught_from = began
+        return cursor
+
+    def _catch_up_from_log(self) -> int:
         size, own = self._writer.settled()
         self._own.extend(own)
         if size > self._cursor:
@@ -412,8 +429,9 @@ class Gatekeeper:
         lock) and note where this worker's view of it stands (:meth:`_check`)."""
         if not self._writer.sequenced:
             return
+        arrived = next(self._tickets)
         with self._follow_lock:
-            since = self._catch_up_locked()
+            since = self._catch_up_locked(arrived)
             queued, session.pending = session.pending, []
         session.settle(queued)
         session.since = since

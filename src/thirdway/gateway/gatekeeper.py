@@ -118,7 +118,7 @@ from thirdway.protocol.models import (
     Verdict,
 )
 from thirdway.protocol.parse import describe
-from thirdway.verify import VerifyPolicy
+from thirdway.verify import VerifyPolicy, prepare
 
 if TYPE_CHECKING:
     from thirdway.ledger.leader import CheckpointLeader
@@ -518,7 +518,7 @@ class Gatekeeper:
                 with self._table_lock:
                     del self._sessions[sid]
                 raise
-            session.add([first])
+            _record(session, [first])
             with self._table_lock:
                 self._agents.add(agent)
         return sid
@@ -552,7 +552,7 @@ class Gatekeeper:
             self._writer.append(
                 [observation_entry(recorded, session.agent)], check=self._check(session)
             )
-            session.add([recorded])
+            _record(session, [recorded])
             return index
 
         with session.lock:
@@ -586,7 +586,7 @@ class Gatekeeper:
             self._writer.append(
                 [observation_entry(o, session.agent) for o in pair], check=self._check(session)
             )
-            session.add(pair)
+            _record(session, pair)
             return index, index + 1
 
         with session.lock:
@@ -1055,7 +1055,7 @@ class Gatekeeper:
                     log_entries.execution_entry(claims, parsed.tool, index, error),
                 ],
             )
-            session.add([call_obs, data_obs])
+            _record(session, [call_obs, data_obs])
             if error is None and self.on_executed is not None:
                 self.on_executed.on_executed(
                     agent=session.agent,
@@ -1223,3 +1223,12 @@ def _check_room(session: Session, new: Sequence[Observation]) -> None:
             f"session {session.id!r} would hold more than {MAX_SESSION_CHARS} characters of "
             "observations; start a new session"
         )
+
+
+def _record(session: Session, observations: Sequence[Observation]) -> None:
+    """Add what was just logged to the session, and do now the verifier's per-observation work
+    (normalised text, instruction spans, hash: :func:`thirdway.verify.prepare`, memoised per
+    object), so a proposal citing these observations does not pay for it on its own path."""
+    for recorded in observations:
+        prepare(recorded)
+    session.add(observations)

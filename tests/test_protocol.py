@@ -182,6 +182,38 @@ def test_fast_canonical_path_matches_rfc8785_byte_for_byte(value: object) -> Non
     assert canonical_json(value) == expected
 
 
+@given(st.dictionaries(st.text(), JSON_VALUES, max_size=4))
+@example({"amount": 98.0, "nested": [1.0, {"x": 2.0**53}]})
+def test_model_canonical_path_matches_rfc8785_byte_for_byte(payload: dict[str, object]) -> None:
+    """A model's dump is written by orjson where it can be (integral floats made integers in
+    the fresh dump): the same bytes as the reference on the same dump, and the caller's payload
+    is left as it was."""
+    import copy
+
+    import rfc8785
+
+    from thirdway.protocol.models import LogEntry
+
+    before = copy.deepcopy(payload)
+    model = LogEntry.model_construct(
+        format="thirdway/1", type="note", session=None, agent=None, payload=payload
+    )
+    try:
+        expected = rfc8785.dumps(model.model_dump(mode="json", by_alias=True))
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        with pytest.raises(InputError):
+            canonical_json(model)
+    else:
+        assert canonical_json(model) == expected
+    assert repr(payload) == repr(before)  # NaN != NaN, so compare the reprs
+
+
+def test_plain_values_with_integral_floats_are_not_changed_in_place() -> None:
+    value = {"a": [1.0, 2.5], "b": 3.0}
+    assert canonical_json(value) == b'{"a":[1,2.5],"b":3}'
+    assert type(value["b"]) is float and type(value["a"][0]) is float  # type: ignore[index]
+
+
 @pytest.mark.parametrize(
     "value",
     [

@@ -11,6 +11,7 @@ import hashlib
 import json
 from typing import Any
 
+import orjson
 import rfc8785
 from pydantic import BaseModel
 
@@ -73,20 +74,96 @@ def _fast_canonical(value: Any) -> bytes:
         raise _NeedsReference from exc
 
 
+def orjson_canonical(document: Any, *, owned: bool) -> bytes | None:
+    """The RFC 8785 bytes of ``document`` written by ``orjson``, or None where only a slower
+    path writes them exactly.
+
+    For a document :func:`orjson_ready` accepts, ``orjson`` with sorted keys writes exactly the
+    RFC 8785 bytes: no spaces, ``"`` ``\\`` and control characters escaped (``\\b \\t \\n
+    \\f \\r``, else lower-case ``\\u00xx``), everything else as UTF-8, keys in code-point
+    order (RFC 8785 sorts by UTF-16 code units: the same order inside the BMP), floats as
+    ``repr`` writes them. It is about twenty times faster than :func:`json.dumps` and needs no
+    copy. ``owned`` says the caller made ``document`` (a fresh dump) so integral floats may be
+    made integers in place; otherwise a document holding one is left to the other paths.
+    """
+    if not orjson_ready(document, owned=owned):
+        return None
+    try:
+        return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # a lone surrogate: let the reference name the problem
+        return None
+
+
+def orjson_ready(document: object, *, owned: bool) -> bool:
+    """Whether ``orjson`` writes ``document`` exactly as RFC 8785 does (after integral floats
+    are made integers in place, when the document is ``owned``; see :func:`orjson_canonical`).
+
+    Strings, booleans, nulls, integers within I-JSON's range, lists and objects with BMP keys
+    qualify, and so do other floats from 1e-4 to 1e16, which both write as Python's ``repr``
+    does (the standard-library path relies on the same). Anything else does not.
+    """
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            for key, child in item.items():
+                if type(key) is not str or (not key.isascii() and max(key) >= _ASTRAL):
+                    return False
+                if type(child) is float:
+                    if not _float_ready(item, key, child, owned):
+                        return False
+                elif type(child) is dict or type(child) is list:
+                    stack.append(child)
+                elif not _scalar_ready(child):
+                    return False
+        elif type(item) is list:
+            for position, child in enumerate(item):
+                if type(child) is float:
+                    if not _float_ready(item, position, child, owned):
+                        return False
+                elif type(child) is dict or type(child) is list:
+                    stack.append(child)
+                elif not _scalar_ready(child):
+                    return False
+        else:
+            return False
+    return True
+
+
+def _scalar_ready(value: object) -> bool:
+    if type(value) is int:
+        return -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER
+    return type(value) is str or type(value) is bool or value is None
+
+
+def _float_ready(container: Any, key: Any, value: float, owned: bool) -> bool:
+    if value.is_integer():
+        # Past 2**53 - 1 RFC 8785 writes shortest digits padded with zeros: only the reference.
+        if not owned or abs(value) > _MAX_SAFE_INTEGER:
+            return False
+        container[key] = int(value)
+        return True
+    return 1e-4 <= abs(value) < 1e16
+
+
 def canonical_json(value: BaseModel | Any) -> bytes:
     """Return the RFC 8785 encoding of a model or a plain JSON value.
 
-    Common values take an exact fast path through the standard library's encoder (property-tested
-    byte for byte against ``rfc8785``); the rest, and every error, go through ``rfc8785`` itself.
+    Common values take an exact fast path (``orjson``, else the standard library's encoder;
+    both property-tested byte for byte against ``rfc8785``); the rest, and every error, go
+    through ``rfc8785`` itself.
     """
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json", by_alias=True)
+    owned = isinstance(value, BaseModel)
+    document: Any = value.model_dump(mode="json", by_alias=True) if owned else value
+    fast = orjson_canonical(document, owned=owned)  # a model's dump is fresh: ours to change
+    if fast is not None:
+        return fast
     try:
-        return _fast_canonical(value)
+        return _fast_canonical(document)
     except (_NeedsReference, RecursionError):
         pass
     try:
-        return rfc8785.dumps(value)
+        return rfc8785.dumps(document)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise InputError(f"value cannot be canonicalised as JSON: {exc}") from exc
 

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from thirdway.protocol import limits
+from thirdway.protocol.canonical import orjson_canonical
 
 FORMAT: Final = "thirdway/1"
 Format = Literal["thirdway/1"]
@@ -75,7 +76,10 @@ class Model(BaseModel):
 
 def _i_json(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
     """Arguments must be I-JSON (RFC 7493) so that RFC 8785 can hash them: no integer beyond
-    2**53, no NaN or infinity."""
+    2**53, no NaN or infinity. (Most values are settled by the exact ``orjson`` path; the
+    reference decides the rest and names the problem.)"""
+    if orjson_canonical(value, owned=False) is not None:
+        return value
     try:
         rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, ValueError, TypeError) as exc:

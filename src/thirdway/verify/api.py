@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
 
-import orjson
 from pydantic import BaseModel
 
-from thirdway.protocol.canonical import canonical_sha256, sha256_hex
+from thirdway.protocol.canonical import canonical_sha256, orjson_canonical, sha256_hex
 from thirdway.protocol.manifest import ManifestSet
 from thirdway.protocol.models import Decision, Finding, Observation, Proposal, Verdict
 from thirdway.verify import (
@@ -195,10 +193,6 @@ def _hash(model: object) -> str:
     return memo.derived(model, "sha256", lambda: model_sha256(model))
 
 
-_SAFE_INT = 2**53 - 1
-_ASTRAL = "\U00010000"
-
-
 def observation_sha256(obs: Observation) -> str:
     """``canonical_sha256(obs)``, at C speed (see :func:`model_sha256`)."""
     return model_sha256(obs)
@@ -208,77 +202,16 @@ def model_sha256(model: object) -> str:
     """``canonical_sha256(model)``, at C speed where ``orjson`` writes the same bytes.
 
     The ``rfc8785`` package escapes strings with a Python callback per escaped character, so a
-    session's worth of tool output takes milliseconds to hash, and the reference's own fast path
-    copies the whole object before ``json.dumps`` writes it (a 10-step proposal: 68 µs). For a
-    dump that :func:`_orjson_ready` accepts (every observation and proposal seen in practice),
-    ``orjson`` with sorted keys writes exactly the RFC 8785 bytes: no spaces, ``"`` ``\\`` and
-    control characters escaped (``\\b \\t \\n \\f \\r``, else lower-case ``\\u00xx``),
-    everything else as UTF-8, keys in code-point order (RFC 8785 sorts by UTF-16 code units, the
-    same order inside the BMP), floats as ``repr`` writes them. It is about twenty times faster
-    than :func:`json.dumps` (50 KB of tool output: 5 µs, not 100). Anything else takes the
-    reference path, and so does a lone surrogate, so that the reference names the problem.
+    session's worth of tool output takes milliseconds to hash through it. For a dump that
+    :func:`~thirdway.protocol.canonical.orjson_ready` accepts (every observation and proposal
+    seen in practice), ``orjson`` writes exactly the RFC 8785 bytes (50 KB of tool output: 5 µs,
+    not 100); anything else, a lone surrogate included, takes the reference path, which names
+    the problem.
     """
     if not isinstance(model, BaseModel):
         return canonical_sha256(model)
-    document = model.model_dump(mode="json", by_alias=True)
-    if not _orjson_ready(document):
-        return canonical_sha256(model)
-    try:
-        return sha256_hex(orjson.dumps(document, option=orjson.OPT_SORT_KEYS))
-    except orjson.JSONEncodeError:  # a lone surrogate: let the reference path refuse it
-        return canonical_sha256(model)
-
-
-def _orjson_ready(document: object) -> bool:
-    """Whether ``orjson`` writes ``document`` exactly as RFC 8785 does, after integral floats
-    are made integers in place (RFC 8785 writes ``350.0`` as ``350``; the dump is ours).
-
-    Strings, booleans, nulls, integers within I-JSON's range, lists and objects with BMP keys
-    qualify, and so do other floats from 1e-4 to 1e16, which both write as Python's ``repr``
-    does (the reference's fast path relies on the same). Anything else does not.
-    """
-    stack = [document]
-    while stack:
-        item = stack.pop()
-        if type(item) is dict:
-            for key, child in item.items():
-                if type(key) is not str or (not key.isascii() and max(key) >= _ASTRAL):
-                    return False
-                if type(child) is float:
-                    if not _float_ready(item, key, child):
-                        return False
-                elif type(child) is dict or type(child) is list:
-                    stack.append(child)
-                elif not _scalar_ready(child):
-                    return False
-        elif type(item) is list:
-            for position, child in enumerate(item):
-                if type(child) is float:
-                    if not _float_ready(item, position, child):
-                        return False
-                elif type(child) is dict or type(child) is list:
-                    stack.append(child)
-                elif not _scalar_ready(child):
-                    return False
-        else:
-            return False
-    return True
-
-
-def _scalar_ready(value: object) -> bool:
-    if type(value) is int:
-        return -_SAFE_INT <= value <= _SAFE_INT
-    return type(value) is str or type(value) is bool or value is None
-
-
-def _float_ready(container: Any, key: Any, value: float) -> bool:
-    if value.is_integer():
-        # Past 2**53 - 1 RFC 8785 writes shortest digits padded with zeros: only the reference.
-        if abs(value) > _SAFE_INT:
-            return False
-        container[key] = int(value)
-        return True
-    return 1e-4 <= abs(value) < 1e16
+    fast = orjson_canonical(model.model_dump(mode="json", by_alias=True), owned=True)
+    return sha256_hex(fast) if fast is not None else canonical_sha256(model)
 
 
 def _digest(compute: Callable[[], str]) -> str | None:

@@ -308,7 +308,7 @@ def test_hardware_mode_never_pretends(tmp_path: Path) -> None:
         attestation = auto.attestation
         assert attestation is not None and attestation.platform == "process"
         assert attestation.quote is None and "configfs-tsm unusable" in attestation.note
-    with pytest.raises(EnclaveError, match=r"refused to start.*configfs-tsm inblob"):
+    with pytest.raises(EnclaveError, match=r"refused to start.*report has no generation"):
         client(tsm_root=fake_root, hardware="require").start()
     with pytest.raises(EnclaveError, match="required, but configfs-tsm is absent"):
         client(tsm_root=tmp_path / "none", hardware="require").start()

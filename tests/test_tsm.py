@@ -17,6 +17,7 @@ from thirdway.enclave.tsm import (
 )
 
 REPORT_DATA = hashlib.sha512(b"public key" + b"nonce").digest()
+OTHER_DATA = hashlib.sha512(b"someone else's key" + b"nonce").digest()
 
 
 class FakeConfigfs(ConfigfsOps):
@@ -28,11 +29,15 @@ class FakeConfigfs(ConfigfsOps):
         provider: str | None = "tdx_guest",
         efbig: bool = False,
         races: int = 0,
+        hijacks: int = 0,
     ) -> None:
         self.provider = provider
         self.efbig = efbig
         self.races = races
         """How many reports see another writer between our two reads of ``generation``."""
+        self.hijacks = hijacks
+        """How many reports have their ``inblob`` overwritten by another writer right after
+        ours (so ``outblob`` is a quote over someone else's report data)."""
         self.reports: list[Path] = []
 
     def mkdir(self, path: Path) -> None:
@@ -53,6 +58,11 @@ class FakeConfigfs(ConfigfsOps):
         path.write_bytes(data)
         self._bump(path.parent)
         (path.parent / "outblob").write_bytes(b"QUOTE(" + data + b")")
+        if path.name == "inblob" and self.hijacks > 0:
+            self.hijacks -= 1
+            path.write_bytes(OTHER_DATA)
+            self._bump(path.parent)
+            (path.parent / "outblob").write_bytes(b"QUOTE(" + OTHER_DATA + b")")
 
     def read(self, path: Path, limit: int) -> bytes:
         if path.name == "outblob" and self.races > 0:
@@ -102,6 +112,20 @@ def test_one_concurrent_writer_is_retried(root: Path) -> None:
     evidence = get_quote(REPORT_DATA, root, fs)
     assert len(fs.reports) == 2  # the raced report was dropped, a fresh one used
     assert evidence.outblob == b"QUOTE(" + REPORT_DATA + b")"
+
+
+def test_a_writer_right_after_ours_is_caught_not_quoted(root: Path) -> None:
+    """Another inblob write between ours and the first generation read used to go unseen (both
+    reads saw the same value) and the quote covered the other writer's data. ``generation`` is
+    now read before our write and must grow by exactly one."""
+    fs = FakeConfigfs(hijacks=1)
+    evidence = get_quote(REPORT_DATA, root, fs)
+    assert len(fs.reports) == 2  # the hijacked report was dropped
+    assert evidence.outblob == b"QUOTE(" + REPORT_DATA + b")"
+    assert evidence.generation == 1
+    with pytest.raises(TsmError, match="generation changed while reading the quote, twice"):
+        get_quote(REPORT_DATA, root, FakeConfigfs(hijacks=2))
+    assert list(root.iterdir()) == []
 
 
 def test_a_generation_that_keeps_changing_is_an_error(root: Path) -> None:

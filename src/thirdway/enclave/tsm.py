@@ -3,9 +3,11 @@
 The kernel's TSM report interface (Documentation/ABI/testing/configfs-tsm): creating a directory
 under ``report/`` makes a report object; writing at most 64 bytes of report data to ``inblob``
 asks the provider (``tdx_guest``, ``sev_guest``, …) for a quote over it; ``outblob`` returns the
-quote and ``provider`` names who made it. ``generation`` counts writes to the object, so reading
-it before and after reading ``outblob`` detects another writer racing on the same object (the
-quote might then cover someone else's data): we retry once, then give up.
+quote and ``provider`` names who made it. ``generation`` counts writes to the object: we read
+it before writing ``inblob`` and again after reading ``outblob`` and ``provider``, and accept
+the quote only if it grew by exactly our one write. Any other writer on the same object, before
+or after ours (the quote might then cover someone else's data), is detected: we retry once on
+a fresh object, then give up.
 
 The report data is SHA-512(enclave public key ‖ nonce), which binds the quote to this enclave's
 key and to this start. Nothing here pretends: where configfs-tsm is absent the platform is
@@ -120,15 +122,15 @@ def _one_report(report_data: bytes, root: Path, fs: ConfigfsOps) -> TsmEvidence:
     except OSError as exc:
         raise TsmError(f"cannot create a configfs-tsm report in {root}: {_reason(exc)}") from None
     try:
-        _write_inblob(fs, report, report_data)
         before = _read_generation(fs, report)
+        _write_inblob(fs, report, report_data)
         outblob = _read(fs, report / "outblob", MAX_OUTBLOB_BYTES, "outblob")
         provider = _read_provider(fs, report)
         after = _read_generation(fs, report)
     finally:
         with contextlib.suppress(OSError):  # nothing more to do if it is already gone
             fs.rmdir(report)
-    if before != after:
+    if after != before + 1:  # our inblob write and nothing else
         raise _GenerationChanged
     if not outblob:
         raise TsmError(f"configfs-tsm provider {provider!r} returned an empty outblob")

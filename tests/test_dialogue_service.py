@@ -185,6 +185,15 @@ def test_critical_actions_need_m_distinct_auditors_and_never_an_agent(tmp_path: 
         assert resolution.status == "granted" and resolution.token
         assert gate.execute(sid, resolution.token, proposal["action"]).ok
         assert bank.password == "hunter2-correct"
+        votes = [
+            (e.payload["actor"], e.payload["reason"])
+            for e in entries(gate)
+            if e.type == "dialogue" and e.payload.get("event") == "approve"
+        ]
+        assert votes == [
+            ("auditor-alice", "the user called"),
+            ("auditor-bob", "confirmed by phone"),
+        ]
         assert other
 
 
@@ -424,3 +433,42 @@ def test_the_tier_lookup_does_not_wait_for_a_sync_and_still_sees_new_trust_event
             release.set()
             holder.join()
         assert sid
+
+
+def test_every_decision_is_logged_with_the_auditors_identity(tmp_path: Path) -> None:
+    """Each approval (every vote of m of n), denial, automatic approval and expiry is a
+    ``dialogue`` entry naming who decided and why, and the fold reads the same back."""
+    gate, service, _, clock = open_service(tmp_path, ttl_seconds=600)
+    with gate:
+        _, _, approved = escalate_payment(gate)
+        _, _, denied = escalate_payment(gate, agent="agent-9")
+        _, _, expired = escalate_payment(gate, agent="agent-8")
+        service.approve(approved, "auditor-alice", "the bill is the user's")
+        service.deny(denied, "auditor-bob", "unknown payee")
+        clock.now += 600
+        service.sync()
+
+        def decisions(handle: str) -> list[tuple[str, str, str]]:
+            return [
+                (e.payload["event"], e.payload["actor"], e.payload.get("reason", ""))
+                for e in entries(gate)
+                if e.type == "dialogue"
+                and e.payload.get("handle") == handle
+                and e.payload.get("event") in ("approve", "deny", "expire")
+            ]
+
+        assert decisions(approved) == [("approve", "auditor-alice", "the bill is the user's")]
+        assert decisions(denied) == [("deny", "auditor-bob", "unknown payee")]
+        assert decisions(expired) == [
+            ("expire", "system", "no auditor decided before the deadline")
+        ]
+        votes = service.dialogue(approved).approvals
+        assert [(v.auditor, v.reason) for v in votes] == [
+            ("auditor-alice", "the bill is the user's")
+        ]
+        assert all(v.index is not None and v.index < gate.log.size() for v in votes)
+        denial = service.dialogue(denied).denial
+        assert denial is not None and (denial.auditor, denial.reason) == (
+            "auditor-bob",
+            "unknown payee",
+        )

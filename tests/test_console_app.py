@@ -13,10 +13,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dialogue_support import AGENT, escalate_payment, goal_answer, open_service, payment_call
+from gatekeeper_support import entries as gate_entries
+from gatekeeper_support import fabricated_transfer
 from thirdway.console import StaticAuditorAuth, create_console_app
 from thirdway.console.render import highlight
 from thirdway.dialogue import DialogueService
 from thirdway.gateway import Gatekeeper
+from thirdway.protocol.canonical import canonical_json
+from thirdway.trust import actions
+from thirdway.trust.config import load_context
+from thirdway.trust.events import event_id, to_log_entry
+from thirdway.trust.rules import sanction_for_findings
 
 CREDENTIALS = {"alice": "alice-secret", "bob": "bob-secret", AGENT: "agent-secret"}
 
@@ -163,6 +170,65 @@ def test_pages_render_the_agent_and_the_log(console: Console) -> None:
     assert f"is in the checkpointed tree of {console.gate.log.size()}" in log
     assert console.client.get("/log?entry=abc").status_code == 400
     assert "not covered by the latest checkpoint" in console.client.get("/log?entry=99999").text
+
+
+def _row(html: str, handle: str) -> str:
+    """The queue's table row linking to ``handle``."""
+    rows = [row for row in re.findall(r"<tr>.*?</tr>", html, re.S) if handle in row]
+    assert len(rows) == 1, f"no single row for {handle}"
+    return rows[0]
+
+
+def test_the_queue_shows_risk_and_age(console: Console) -> None:
+    _, _, handle = escalate_payment(console.gate)
+    console.login()
+    row = _row(console.client.get("/").text, handle)
+    assert "risk-financial" in row and "0 s" in row
+    console.service.clock.now += 3720  # type: ignore[attr-defined]
+    row = _row(console.client.get("/").text, handle)
+    assert "1 h 2 min" in row and "send_money" in row and "tier 2" in row
+    rows = console.client.get("/queue/rows").text
+    assert "1 h 2 min" in _row(rows, handle), "the htmx refresh shows the same age"
+
+
+def test_the_page_shows_findings_the_agents_tier_and_history(console: Console) -> None:
+    sid, bill, handle = escalate_payment(console.gate)
+    console.login()
+    page = f"/dialogues/{handle}"
+    console.post(f"{page}/challenge", page, kind="quote_instruction")
+    console.service.answer(handle, AGENT, goal_answer(bill, "Car Rental"))
+    html = console.client.get(page).text
+    assert 'id="agent-tier">2 (' in html
+    answer = html[html.index('id="answer-1"') :]
+    assert "<code>goal_mismatch</code>" in answer and "Consistent with the chain" not in answer
+    history = html[html.index("Recent trust events") :]
+    assert "<td>probe</td><td>2</td>" in history  # the failed probe, tier after it
+
+    # A denied proposal's findings, seen in the dialogue of an appeal of its sanction.
+    ctx = load_context()
+    now = int(console.service.now())
+    denied = console.gate.propose(sid, fabricated_transfer(sid))
+    assert denied.outcome == "denied"
+    index = next(
+        i for i, e in enumerate(gate_entries(console.gate)) if e.type == "proposal"
+        and e.payload["proposal"]["action"]["args"].get("subject") == "Spotify Premium"
+    )  # fmt: skip
+    state, _ = console.service.trust(AGENT)
+    sanction = sanction_for_findings(state, denied.findings, evidence=[index], at=now, ctx=ctx)
+    assert sanction is not None
+    console.gate.log.append(canonical_json(to_log_entry(sanction)))
+    state, _ = console.service.trust(AGENT)
+    appeal = actions.appeal(
+        state, sanction_id=event_id(sanction), reason="the quote is real", at=now, ctx=ctx
+    )
+    console.gate.log.append(canonical_json(to_log_entry(appeal)))
+    html = console.client.get(f"/dialogues/appeal:{event_id(sanction)}").text
+    assert 'id="verdict">deny<' in html
+    findings = html[html.index('id="findings"') :]
+    assert "<code>fabricated_quote</code>" in findings and "deception" in findings
+    assert 'id="agent-tier">1 (' in html
+    history = html[html.index("Recent trust events") :]
+    assert "<td>sanction</td><td>1</td>" in history and "<td>appeal</td>" in history
 
 
 def test_security_headers(console: Console) -> None:

@@ -303,9 +303,26 @@ def test_show_json_is_the_recomputed_state(logged) -> None:  # type: ignore[no-u
     assert document["state"] == agent.live().model_dump(mode="json")
 
 
-def test_show_an_agent_with_no_events_starts_at_the_initial_tier(logged) -> None:  # type: ignore[no-untyped-def]
-    db, _ = logged
-    result = CliRunner().invoke(app, ["trust", "show", "newcomer", "--db", str(db), "--json"])
-    assert result.exit_code == 0
+def test_show_an_agent_with_no_trust_events_starts_at_the_initial_tier(tmp_path: Path) -> None:
+    db = tmp_path / "log.sqlite"
+    with TransparencyLog.open(db) as log:  # the agent has acted, but no trust event yet
+        log.append(canonical_json(LogEntry(type="proposal", agent="newcomer", payload={})))
+    result = CliRunner().invoke(app, ["trust", "show", "newcomer", "--log", str(db), "--json"])
+    assert result.exit_code == 0, result.output
     summary = json.loads(result.output)["summary"]
     assert (summary["tier"], summary["events"], summary["score"]) == (2, 0, 0.5)  # shipped tiers
+
+
+@pytest.mark.parametrize("command", ["show", "verify"])
+def test_an_agent_the_log_never_mentions_is_refused_not_shown_as_a_newcomer(
+    logged,  # type: ignore[no-untyped-def]
+    command: str,
+) -> None:
+    db, _ = logged
+    option = "--db" if command == "show" else "--log"
+    result = CliRunner().invoke(app, ["trust", command, "agnet-7", option, str(db)])
+    assert result.exit_code == 2
+    assert result.output.count("error:") == 1 and "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    assert "agent 'agnet-7' appears in none of the" in text and "✓" not in text
+    assert "tier 2 (standard)" in text  # what a real newcomer would hold

@@ -74,6 +74,12 @@ def _standing(db: Path, agent: str, ctx: Context, now: int | None) -> tuple[Trus
         raise InputError(f"log file not found: {db}")
     with TransparencyLog.open(db, create=False) as log:
         entries = _read_entries(log)
+    if not any(entry.agent == agent for entry in entries):
+        # A mistyped id would otherwise "verify" as a newcomer at the initial tier.
+        raise InputError(
+            f"agent {agent!r} appears in none of the {len(entries)} entries of {db}; "
+            f"an agent with no history would hold {tier_label(ctx.rules.initial_tier, ctx.tiers)}"
+        )
     events = replay_from_log(entries, agent)
     when = int(time.time()) if now is None else now
     state = fold(events, charter=ctx.charter, tiers=ctx.tiers, now=when, agent=agent)
@@ -143,7 +149,9 @@ def _print_state(state: TrustState, ctx: Context) -> None:
 @friendly_errors
 def show(
     agent: AgentArg,
-    db: Annotated[Path, typer.Option("--db", help="The log database.")] = Path("thirdway.sqlite"),
+    db: Annotated[Path, typer.Option("--db", "--log", help="The log database file.")] = Path(
+        "thirdway.sqlite"
+    ),
     charter: CharterOption = None,
     tiers: TiersOption = None,
     now: NowOption = None,

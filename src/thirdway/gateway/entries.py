@@ -50,8 +50,20 @@ def entry(
 
 
 def entry_bytes(log_entry: LogEntry) -> bytes:
-    """The RFC 8785 bytes of an entry: the Merkle leaf."""
-    return canonical_json(log_entry)
+    """The RFC 8785 bytes of an entry: the Merkle leaf.
+
+    The envelope's fields are plain strings and the payload is already JSON (built from dumps,
+    or validated), so the dict is written directly: dumping the model again would walk the
+    whole payload through pydantic's ``JsonValue`` serializer for the same values."""
+    return canonical_json(
+        {
+            "agent": log_entry.agent,
+            "format": log_entry.format,
+            "payload": log_entry.payload,
+            "session": log_entry.session,
+            "type": log_entry.type,
+        }
+    )
 
 
 def observation_entry(observation: Observation, agent: str) -> LogEntry:

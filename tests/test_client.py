@@ -24,7 +24,7 @@ from thirdway.client import (
     Unauthorized,
 )
 from thirdway.errors import CapabilityError, GateError, InputError, ThirdwayError
-from thirdway.gateway import Denied, Escalated, Executed, Granted, banking
+from thirdway.gateway import Acted, Denied, Escalated, Executed, Granted, banking
 from thirdway.service import ServiceConfig, create_app
 from thirdway.service.state import Services
 
@@ -205,3 +205,46 @@ def test_async_client_runs_concurrent_actions(live: Live) -> None:
             return list(results)
 
     assert asyncio.run(main()) == [True] * 8
+
+
+def test_sync_client_acts_in_one_request(live: Live) -> None:
+    with Client(live.url, live.keys["agent"]) as client:
+        sid = client.open_session(banking.INSTRUCTION)
+        acted = client.act(sid, banking.read_proposal(sid))
+        assert isinstance(acted, Acted) and isinstance(acted.outcome, Granted)
+        assert isinstance(acted.executed, Executed) and acted.executed.ok
+        assert acted.executed.content == banking.bill_text()
+        with pytest.raises(CapabilityRefused) as refused:  # the grant's token is spent
+            client.execute(sid, acted.outcome.token, banking.read_proposal(sid)["action"])
+        assert refused.value.reason == "spent"
+        bill = acted.executed.result_index
+        escalated = client.act(sid, banking.payment_proposal(sid, bill))
+        assert isinstance(escalated.outcome, Escalated) and escalated.executed is None
+        lying = banking.payment_proposal(sid, bill)
+        lying["steps"][1]["cites"][0]["quote"] = "Pay to IBAN " + banking.ATTACKER_IBAN
+        denied = client.act(sid, lying)
+        assert isinstance(denied.outcome, Denied) and denied.executed is None
+        unhosted = banking.read_proposal(sid)
+        unhosted["action"]["tool"] = "format_disk"
+        with pytest.raises(BadRequest, match="not hosted here"):
+            client.act(sid, unhosted)
+    with Client(live.url, live.keys["auditor"]) as auditor, pytest.raises(Forbidden):
+        auditor.act(sid, banking.read_proposal(sid))
+
+
+def test_async_client_acts_concurrently(live: Live) -> None:
+    async def one(client: AsyncClient) -> Acted:
+        sid = await client.open_session(banking.INSTRUCTION)
+        return await client.act(sid, banking.read_proposal(sid))
+
+    async def main() -> list[Acted]:
+        async with AsyncClient(live.url, live.keys["agent"]) as client:
+            results = await asyncio.gather(*(one(client) for _ in range(6)))
+        async with AsyncClient(live.url, live.keys["other"]) as other:
+            with pytest.raises(NotFound):
+                await other.act("s-nope", banking.read_proposal("s-nope"))
+        return list(results)
+
+    for acted in asyncio.run(main()):
+        assert isinstance(acted.outcome, Granted)
+        assert acted.executed is not None and acted.executed.ok

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, TypeAdapter
 
 from thirdway.dialogue import Dialogue
-from thirdway.gateway import Executed
+from thirdway.gateway import Acted, Executed
 from thirdway.protocol.models import Observation, Proposal, ToolCall
 from thirdway.service import schemas
 
@@ -130,6 +130,10 @@ def propose(sid: str, proposal: Proposal | Mapping[str, Any]) -> Call[schemas.Ou
 def execute(sid: str, token: str, call: ToolCall | Mapping[str, Any]) -> Call[Executed]:
     body = {"token": token, "call": _dump(call)}
     return Call("POST", f"/v1/sessions/{_seg(sid)}/executions", _model(Executed), body)
+
+
+def act(sid: str, proposal: Proposal | Mapping[str, Any]) -> Call[Acted]:
+    return Call("POST", f"/v1/sessions/{_seg(sid)}/actions", _model(Acted), _dump(proposal))
 
 
 def dialogues(open_only: bool, limit: int, cursor: str | None) -> Call[schemas.Page[Dialogue]]:

@@ -17,7 +17,7 @@ import httpx
 from thirdway.client import calls
 from thirdway.client.errors import ApiError, error_for
 from thirdway.dialogue import Dialogue
-from thirdway.gateway import Executed, Outcome
+from thirdway.gateway import Acted, Executed, Outcome
 from thirdway.protocol.models import Observation, Proposal, ToolCall
 from thirdway.service import schemas
 
@@ -146,6 +146,11 @@ class Client:
     def execute(self, session: str, token: str, call: ToolCall | Mapping[str, Any]) -> Executed:
         """Run a hosted tool with a capability for exactly this call."""
         return self._send(calls.execute(session, token, call))
+
+    def act(self, session: str, proposal: Proposal | Mapping[str, Any]) -> Acted:
+        """Propose and, when granted, run the hosted tool in one request: ``outcome`` is what
+        :meth:`propose` answers, ``executed`` what :meth:`execute` would (only when granted)."""
+        return self._send(calls.act(session, proposal))
 
     def dialogues(
         self, *, open_only: bool = False, limit: int = 100, cursor: str | None = None
@@ -316,6 +321,11 @@ class AsyncClient:
     ) -> Executed:
         """Run a hosted tool with a capability for exactly this call."""
         return await self._send(calls.execute(session, token, call))
+
+    async def act(self, session: str, proposal: Proposal | Mapping[str, Any]) -> Acted:
+        """Propose and, when granted, run the hosted tool in one request (see
+        :meth:`Client.act`)."""
+        return await self._send(calls.act(session, proposal))
 
     async def dialogues(
         self, *, open_only: bool = False, limit: int = 100, cursor: str | None = None

@@ -14,7 +14,7 @@ from thirdway.gateway.hooks import (
     StageTimer,
     TierSource,
 )
-from thirdway.gateway.outcomes import Denied, Escalated, Executed, Granted, Outcome
+from thirdway.gateway.outcomes import Acted, Denied, Escalated, Executed, Granted, Outcome
 from thirdway.gateway.sessions import StaleRecordError
 from thirdway.gateway.tools import HostedTool, ToolRegistry, render_result
 from thirdway.gateway.verifiers import (
@@ -26,6 +26,7 @@ from thirdway.gateway.verifiers import (
 
 __all__ = [
     "DEFAULT_TIER",
+    "Acted",
     "Denied",
     "EnclaveVerifier",
     "Escalated",

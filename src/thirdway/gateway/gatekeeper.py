@@ -8,6 +8,7 @@
     approve_escalation / deny_escalation ─▶ [dialogue, decision, capability?] ─▶ Granted | …
     execute(token, call) ─▶ token checked for exactly this call and spent ─▶ the tool runs
         ─▶ [observation: call, observation: data (produced_by the call), execution] ─▶ Executed
+    act(proposal) ─▶ propose, and when granted execute its action (one session lock) ─▶ Acted
 
 Durability: whatever an answer depends on is durably in the log before the answer is returned,
 the entries of one step in one transaction (see :mod:`thirdway.gateway.writer` for how the
@@ -78,6 +79,7 @@ from thirdway.gateway.inputs import (
 )
 from thirdway.gateway.keys import load_or_create_issuer
 from thirdway.gateway.outcomes import (
+    Acted,
     Denied,
     Escalated,
     Executed,
@@ -1027,10 +1029,7 @@ class Gatekeeper:
         that raises is not an error here: its failure is the result (``ok=False``), recorded."""
         session = self._session(session_id, agent)
         parsed = call_input(call)
-        locked = self._locked.get(parsed.tool)
-        if locked is None:
-            hosted = ", ".join(self.tools.names()) or "none"
-            raise GateError(f"tool {parsed.tool!r} is not hosted here (hosted: {hosted})")
+        locked = self._hosted(parsed.tool)
         with session.lock:
             self._follow(session)
             index = len(session.observations)
@@ -1076,6 +1075,42 @@ class Gatekeeper:
             result_index=index + 1,
             log_index=written.start + 2,
         )
+
+    def act(
+        self,
+        session_id: str,
+        proposal: Proposal | Mapping[str, Any] | str | bytes,
+        *,
+        agent: str | None = None,
+    ) -> Acted:
+        """Propose and, when granted, run the hosted tool at once: the gateway's ``tools/call``.
+
+        Exactly :meth:`propose` followed by :meth:`execute` with the minted token and the
+        proposal's own action, so the log gets the same entries in the same order (proposal,
+        verdict, decision, capability; then call, data, execution) and a denial or escalation
+        is answered as :meth:`propose` answers it, nothing run (an escalation's handle works as
+        ever). The session's lock is held from the proposal to the run: nothing else enters
+        the session's record between the verdict and the execution. A tool that is not hosted
+        here is refused before anything is logged. The token never has to leave the process;
+        the :class:`Granted` in the answer still carries it, spent. An error raised by the
+        execution (see :meth:`execute`) propagates: a granted action that did not run must be
+        proposed again."""
+        session = self._session(session_id, agent)
+        parsed = proposal_input(proposal)
+        self._hosted(parsed.action.tool)
+        with session.lock:
+            outcome = self.propose(session.id, parsed, agent=agent)
+            if not isinstance(outcome, Granted):
+                return Acted(outcome=outcome)
+            executed = self.execute(session.id, outcome.token, parsed.action, agent=agent)
+        return Acted(outcome=outcome, executed=executed)
+
+    def _hosted(self, tool: str) -> LockedTool[Any]:
+        locked = self._locked.get(tool)
+        if locked is None:
+            hosted = ", ".join(self.tools.names()) or "none"
+            raise GateError(f"tool {tool!r} is not hosted here (hosted: {hosted})")
+        return locked
 
     def _record_execution(self, session: Session, items: list[LogEntry]) -> range:
         """Write what a tool run did. The token is spent and the tool has run, so this cannot be

@@ -7,9 +7,9 @@ decided, so an honest agent can see what to fix (DESIGN: "the agent is told why"
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from thirdway.policy.authorize import AuthorizationDecision
 from thirdway.protocol.models import Finding, Id, Index, Model, Verdict
@@ -70,6 +70,22 @@ class Executed(Model):
     result_index: Index
     log_index: Index
     """Log index of the execution entry."""
+
+
+class Acted(Model):
+    """A proposal and, when it was granted, the hosted tool's run, in one step
+    (:meth:`Gatekeeper.act <thirdway.gateway.Gatekeeper.act>`). ``executed`` is present exactly
+    when ``outcome`` is :class:`Granted`; the token in that grant was minted for this action and
+    is already spent (single use): it can be inspected, never used again."""
+
+    outcome: Annotated[Granted | Denied | Escalated, Field(discriminator="outcome")]
+    executed: Executed | None = None
+
+    @model_validator(mode="after")
+    def _executed_iff_granted(self) -> Acted:
+        if (self.executed is not None) != isinstance(self.outcome, Granted):
+            raise ValueError("an action is executed exactly when its proposal was granted")
+        return self
 
 
 _SEVERITY_RANK = {"deception": 0, "policy": 1, "incomplete": 2}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from thirdway.errors import GateError
-from thirdway.gateway import Executed, Outcome
+from thirdway.gateway import Acted, Executed, Outcome
 from thirdway.protocol.models import Observation, Proposal
 from thirdway.service import schemas
 from thirdway.service.deps import Caller, Svc, check_session_access, in_thread, json_answer
@@ -112,3 +112,23 @@ async def execute(
         return svc.gate.execute(sid, body.token, body.call, agent=agent)
 
     return json_answer(await in_thread(request, act))
+
+
+@router.post("/{sid}/actions", response_model=Acted)
+async def act(sid: str, proposal: Proposal, svc: Svc, who: Caller, request: Request) -> Response:
+    """Propose and, when granted, run the gateway-hosted tool at once (MCP's ``tools/call``
+    for the gateway's own tools): one request instead of a proposal and an execution.
+
+    The log gets exactly the entries of the two requests. ``outcome`` is what a proposal
+    answers; ``executed`` is present exactly when it is ``granted`` (the token in the grant is
+    then already spent). A denial or an escalation runs nothing (the escalation's handle works
+    as ever, and its token is then used with ``/executions``). A tool this gateway does not
+    host is a 400 before anything is logged."""
+
+    def step() -> Acted:
+        agent = check_session_access(svc, who, sid, act=True)
+        if proposal.agent is not None and proposal.agent != agent:
+            raise Forbidden(f"agent {agent!r} cannot propose as agent {proposal.agent!r}")
+        return svc.gate.act(sid, proposal, agent=agent)
+
+    return json_answer(await in_thread(request, step))

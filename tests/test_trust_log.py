@@ -278,6 +278,52 @@ def test_verify_refuses_a_missing_log_and_a_foreign_entry(tmp_path: Path) -> Non
     assert code == 1 and "log entry 0:" in output and "Traceback" not in output
 
 
+def test_an_appeal_and_its_reversal_are_logged_and_recomputed_by_the_agent(tmp_path: Path) -> None:
+    db = tmp_path / "log.sqlite"
+    with TransparencyLog.open(db) as log:
+        agent = LoggedRecorder(log, ctx=CTX)
+        agent.clean(3)
+        first = agent.deceive("misattribution")
+        assert agent.state.tier == 1
+        agent.act(actions.appeal, sanction_id=first, reason="the attribution is in obs 2")
+        agent.audit(actions.reverse, sanction_id=first, auditor="bob")
+        agent.tick(8 * DAY)
+        second = agent.deceive("understated_risk")
+        agent.flush()
+        log.checkpoint()
+        logged = [e.payload for e in _entries(log) if e.type == "trust"]
+    appeal, reversal = (next(p for p in logged if p["kind"] == k) for k in ("appeal", "reversal"))
+    assert appeal["detail"]["sanction"] == reversal["detail"]["sanction"] == first  # type: ignore[index]
+    assert appeal["detail"]["outcome"] == {"dialogue": f"appeal:{first}"}  # type: ignore[index]
+    assert (reversal["actor"], reversal["tier_before"], reversal["tier_after"]) == ("bob", 1, 3)
+    assert reversal["evidence"] and reversal["reason"]
+    expect = '{"tier": 2, "offences": 2, "reversed": 1}'
+    code, output = _trust_verify(db, agent.agent, "--expect", expect)
+    assert code == 0, output
+    code, output = _trust_show(db, agent.agent, "--now", str(agent.now))
+    text = " ".join(output.split())
+    # The reversed offence stays in the history, marked; the standing one is listed too.
+    assert "deception.misattribution: tier 3 → 1" in text
+    assert "appeal granted; reversed by bob" in text
+    assert f"id {first[:16]}" in text and f"id {second[:16]}" in text
+    assert "3 clean actions, 1 deception, 1 reversed" in text
+    # A reversal without evidence written straight to the log is not applied, and named.
+    forged = new_event(
+        "reversal", agent.agent, charter_sha256=CTX.charter_sha256, actor="mallory",
+        at=agent.now + 60, reason="I say so", detail={"sanction": second},
+    )  # fmt: skip
+    with TransparencyLog.open(db) as log:
+        log.append(canonical_json(to_log_entry(forged)))
+    code, output = _trust_verify(db, agent.agent, "--json")
+    document = json.loads(output)
+    assert code == 1 and document["summary"]["tier"] == 2
+    position = len(agent.events)  # the forged event follows the recorded ones
+    assert document["problems"] == [
+        f"event #{position} (reversal) rejected: auditor.1: a reversal must cite evidence "
+        "(log indices)"
+    ]
+
+
 # ------------------------------------------------------------------ trust show
 
 
@@ -290,8 +336,11 @@ def test_show_prints_tier_score_history_and_the_path_back_up(logged) -> None:  #
     assert "deception.fabricated_quote" in text and "deception.repeat" in text
     assert "appeal rejected" in text and "co-signed by carol" in text
     assert "path back up" in text and "clean verified actions" in text
-    score = agent.live().score
-    assert f"{score.mean:.3f}" in text
+    live = agent.live()
+    assert f"{live.score.mean:.3f}" in text
+    assert f"α={live.score.alpha:g}, β={live.score.beta:g}" in text
+    evidence = live.evidence
+    assert f"{evidence.clean_actions} clean actions, {evidence.deception} deception" in text
 
 
 def test_show_json_is_the_recomputed_state(logged) -> None:  # type: ignore[no-untyped-def]

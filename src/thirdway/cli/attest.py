@@ -1,13 +1,17 @@
-"""``thirdway attest show | verify | measure``: the verifier enclave's attestation, for anyone.
+"""``thirdway attest show | verify | measure | accept``: the verifier enclave's attestation.
 
 ``show`` starts an enclave (with the shipped or given manifests and charter and the default
-verify policy) and prints its attestation as JSON, or pretty-prints one read from a file.
+verify policy) and prints its attestation as JSON, pretty-prints one read from a file, or with
+``--log`` lists every enclave start and operator acceptance recorded in a gateway's log.
 ``verify`` checks an attestation file: its signature under its own key, that its components hash
 to its measurement, the platform claim against the quote (``process`` must say it has no
 hardware attestation; a quote must be bound to SHA-512(key ‖ nonce)), and optionally the nonce
-and the expected measurement. ``measure`` prints the measurement an enclave should report here,
-computed from this installation's files. Exit 0: verified; 1: the attestation fails a check;
-2: the input could not be read.
+and the expected measurement. ``verify --log`` checks a gateway's whole log: every logged
+attestation, and every signed verdict against its attestation, an earlier operator acceptance
+of its measurement, the proposal it judged and the request the log records
+(:func:`~thirdway.gateway.enclave_link.audit_log`). ``measure`` prints the measurement an
+enclave should report here, computed from this installation's files. Exit 0: verified; 1: the
+attestation or the log fails a check; 2: the input could not be read.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -26,9 +33,13 @@ from thirdway.enclave.attestation import Attestation, Measurement, expected_meas
 from thirdway.enclave.attestation import verify_attestation as check_attestation
 from thirdway.enclave.tsm import HardwareMode
 from thirdway.errors import EnclaveError, InputError
+from thirdway.ledger.log import TransparencyLog
 from thirdway.protocol.manifest import ManifestSet
 from thirdway.protocol.parse import describe
 from thirdway.verify import VerifyPolicy
+
+if TYPE_CHECKING:
+    from thirdway.gateway.enclave_link import LogAudit
 
 app = typer.Typer(
     help="The verifier enclave's attestation: show it, verify it, or compute the expected one.",
@@ -46,6 +57,14 @@ CharterOption = Annotated[
     Path | None, typer.Option("--charter", help="Charter YAML (default: the shipped charter).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+LogOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log",
+        help="A gateway's data folder (its log.db) or log database: use the attestations and "
+        "signed verdicts recorded there.",
+    ),
+]
 
 
 def register(root: typer.Typer) -> None:
@@ -90,6 +109,35 @@ def read_attestation(path: Path) -> Attestation:
         raise InputError(describe(exc, f"attestation {path}")) from None
 
 
+@contextmanager
+def open_logged(path: Path) -> Iterator[TransparencyLog]:
+    """A gateway's log, read-only: ``path`` is its data folder or the database file itself."""
+    from thirdway.gateway.gatekeeper import LOG_NAME
+
+    database = path / LOG_NAME if path.is_dir() else path
+    if not database.is_file():
+        where = f"no {LOG_NAME} in the folder {path}" if path.is_dir() else str(path)
+        raise InputError(f"log not found: {where}")
+    try:
+        log = TransparencyLog.open(database, create=False)
+    except sqlite3.Error as exc:
+        raise InputError(f"{database} is not a thirdway log ({exc})") from None
+    try:
+        yield log
+    finally:
+        log.close()
+
+
+def _audit(path: Path) -> LogAudit:
+    from thirdway.gateway.enclave_link import audit_log
+
+    with open_logged(path) as log:
+        try:
+            return audit_log(log)
+        except sqlite3.Error as exc:
+            raise InputError(f"cannot read the log {path}: {exc}") from None
+
+
 def _hex64(value: str | None, option: str) -> str | None:
     if value is not None and not HEX64.match(value):
         raise InputError(f"{option} must be 64 lower-case hex digits, not {value[:80]!r}")
@@ -118,10 +166,18 @@ def show(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the attestation JSON here.")
     ] = None,
+    log: LogOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Start a verifier enclave and print its attestation (or print one from a file)."""
+    """Start a verifier enclave and print its attestation (or print one from a file, or list
+    the enclave starts and measurement acceptances in a gateway's log)."""
     if hardware not in ("auto", "require", "off"):
         raise InputError(f"--hardware must be auto, require or off, not {hardware!r}")
+    if log is not None:
+        if source is not None or out is not None:
+            raise InputError("--log lists a log's attestations; it takes no --from or --out")
+        _show_log(log, as_json)
+        return
     if source is not None:
         attestation = read_attestation(source)
     else:
@@ -143,10 +199,56 @@ def show(
     err_console.print(f"attestation id {attestation.id}", highlight=False)
 
 
+def _show_log(path: Path, as_json: bool) -> None:
+    audit = _audit(path)
+    starts = [
+        {
+            "index": logged.index,
+            "start": logged.start,
+            "attestation_id": logged.attestation.id,
+            "measurement": logged.attestation.measurement,
+            "accepted_before": logged.accepted,
+            "platform": logged.attestation.platform,
+            "public_key": logged.attestation.public_key,
+            "note": logged.attestation.note,
+        }
+        for logged in audit.attestations
+    ]
+    acceptances = [
+        {"index": index, "measurement": r.measurement, "operator": r.operator, "reason": r.reason}
+        for index, r in audit.acceptances
+    ]
+    if as_json:
+        _print_json({"enclave_starts": starts, "acceptances": acceptances})
+    else:
+        typer.echo(f"log {path}: {audit.entries} entries")
+        typer.echo(f"measurement acceptances: {len(acceptances)}")
+        for accepted in acceptances:
+            typer.echo(
+                f"  entry {accepted['index']}: {accepted['measurement']} by "
+                f"{accepted['operator']}: {accepted['reason']}"
+            )
+        typer.echo(f"enclave starts: {len(starts)}")
+        for start in starts:
+            status = "accepted" if start["accepted_before"] else "NOT accepted when started"
+            typer.echo(
+                f"  entry {start['index']}: start {start['start']}, attestation "
+                f"{start['attestation_id']}, measurement {start['measurement']} ({status}), "
+                f"platform {start['platform']}"
+            )
+    if audit.problems:
+        err_console.print(
+            f"{len(audit.problems)} problem(s) in this log: run thirdway attest verify --log",
+            highlight=False,
+        )
+
+
 @app.command("verify")
 @friendly_errors
 def verify_command(
-    file: Annotated[Path, typer.Argument(help="Attestation JSON file (- for stdin).")],
+    file: Annotated[
+        Path | None, typer.Argument(help="Attestation JSON file (- for stdin); or use --log.")
+    ] = None,
     expect: Annotated[
         str | None,
         typer.Option("--expect", help="The measurement it must report (64 hex digits)."),
@@ -154,11 +256,20 @@ def verify_command(
     nonce: Annotated[
         str | None, typer.Option("--nonce", help="The nonce it must answer (64 hex digits).")
     ] = None,
+    log: LogOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check an attestation's signature, measurement, nonce and platform claim."""
+    """Check an attestation's signature, measurement, nonce and platform claim; or, with
+    --log, every attestation and signed verdict in a gateway's log."""
     expected = _hex64(expect, "--expect")
     fresh = _hex64(nonce, "--nonce")
+    if log is not None:
+        if file is not None or fresh is not None:
+            raise InputError("--log checks a whole log: give no attestation file or --nonce")
+        _verify_log(log, expected, as_json)
+        return
+    if file is None:
+        raise InputError("give an attestation file (- for stdin) or --log")
     attestation = read_attestation(file)
     try:
         check_attestation(attestation, nonce=fresh, expected_measurement=expected)
@@ -178,6 +289,56 @@ def verify_command(
     )
     typer.echo(f"  nonce        {attestation.nonce} ({report['nonce_check']})")
     typer.echo(f"  platform     {attestation.platform}: {report['platform_check']}")
+
+
+def _verify_log(path: Path, expected: str | None, as_json: bool) -> None:
+    audit = _audit(path)
+    problems = list(audit.problems)
+    latest = audit.attestations[-1].attestation if audit.attestations else None
+    if expected is not None and (latest is None or latest.measurement != expected):
+        found = latest.measurement if latest is not None else "no enclave start"
+        problems.append(f"the latest enclave start reports {found}, not --expect {expected}")
+    report = {
+        "log": str(path),
+        "valid": not problems,
+        "entries": audit.entries,
+        "enclave_starts": len(audit.attestations),
+        "acceptances": len(audit.acceptances),
+        "signed_verdicts_checked": audit.signed_verdicts,
+        "capabilities_on_enclave_verdicts": audit.capabilities_on_enclave_verdicts,
+        "verdict_errors": audit.verdict_errors,
+        "unsigned_verdicts": audit.unsigned_verdicts,
+        "not_thirdway_entries": audit.foreign,
+        "problems": problems,
+    }
+    if as_json:
+        _print_json(report)
+    else:
+        typer.echo(f"log {path}: {audit.entries} entries")
+        typer.echo(f"  enclave starts        {len(audit.attestations)} (each attestation verified)")
+        typer.echo(f"  acceptances           {len(audit.acceptances)}")
+        typer.echo(
+            f"  signed verdicts       {audit.signed_verdicts} checked: enclave signature, "
+            "logged attestation, accepted measurement, proposal and request digest"
+        )
+        typer.echo(
+            f"  capabilities          {audit.capabilities_on_enclave_verdicts} minted on "
+            "checked enclave verdicts"
+        )
+        typer.echo(f"  no verdict (refused)  {audit.verdict_errors}")
+        if audit.unsigned_verdicts:
+            names = ", ".join(f"{n} {name}" for name, n in sorted(audit.unsigned_verdicts.items()))
+            typer.echo(f"  unsigned verdicts     {names} (not from the enclave: not attested)")
+        if expected is not None and latest is not None and latest.measurement == expected:
+            typer.echo("  latest enclave start reports the --expect measurement")
+    if problems:
+        for problem in problems[:50]:
+            err_console.print(f"problem: {problem}", highlight=False, soft_wrap=True)
+        if len(problems) > 50:
+            err_console.print(f"… and {len(problems) - 50} more", highlight=False)
+        raise fail(f"log rejected: {len(problems)} problem(s)", code=1)
+    if not as_json:
+        typer.echo("valid (the log's own integrity: thirdway log verify)")
 
 
 def _report(attestation: Attestation, expected: str | None, nonce: str | None) -> dict[str, Any]:

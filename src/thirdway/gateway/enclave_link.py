@@ -29,20 +29,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from thirdway.enclave.allowlist import MeasurementAcceptance, MeasurementAllowList
-from thirdway.enclave.attestation import Attestation, Measurement
+from thirdway.enclave.attestation import Attestation, Measurement, verify_attestation
 from thirdway.enclave.client import EnclaveClient
+from thirdway.enclave.verdicts import SignedVerdict, check_verdict_signature, request_digest
 from thirdway.errors import EnclaveError, EnclaveUnavailable
 from thirdway.gateway.hooks import Append
 from thirdway.gateway.verifiers import VerifierResult
 from thirdway.ledger.log import TransparencyLog
 from thirdway.protocol.canonical import canonical_sha256
-from thirdway.protocol.models import LogEntry, Observation, Proposal
+from thirdway.protocol.models import LogEntry, Observation, Proposal, Verdict
+from thirdway.protocol.parse import describe
 
 ALLOWLIST_NAME: Final = "enclave-allowlist.json"
 STARTED: Final = "enclave_started"
@@ -214,3 +217,250 @@ def _acceptance_key(payload: dict[str, Any]) -> str:
     except ValidationError:
         return canonical_sha256(fields)
     return canonical_sha256(record.model_dump(mode="json", exclude_none=True))
+
+
+# --------------------------------------------------------------------------- checking a log
+
+AUDIT_CHUNK = 1000
+"""Entries read per query when checking a log."""
+
+
+@dataclass
+class LoggedAttestation:
+    """One ``enclave_started`` entry as checked."""
+
+    index: int
+    start: int | None
+    attestation: Attestation
+    accepted: bool
+    """Whether an operator had accepted its measurement before it was logged."""
+
+
+@dataclass
+class LogAudit:
+    """What :func:`audit_log` found: the enclave's history in a log and every problem."""
+
+    entries: int = 0
+    attestations: list[LoggedAttestation] = field(default_factory=list)
+    acceptances: list[tuple[int, MeasurementAcceptance]] = field(default_factory=list)
+    signed_verdicts: int = 0
+    """Verdicts whose enclave signature, attestation, accepted measurement, proposal and request
+    digest all checked."""
+    unsigned_verdicts: dict[str, int] = field(default_factory=dict)
+    """Verdicts from other (unattested) verifiers, by verifier name."""
+    verdict_errors: int = 0
+    """Proposals for which no verdict could be had (nothing was minted on them)."""
+    capabilities_on_enclave_verdicts: int = 0
+    foreign: int = 0
+    """Entries that are not thirdway log entries (``thirdway log append`` can write anything)."""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class _SessionRecord:
+    observations: list[Observation] = field(default_factory=list)
+    history: list[Proposal] = field(default_factory=list)
+
+
+def audit_log(log: TransparencyLog) -> LogAudit:
+    """Check every enclave attestation, operator acceptance and signed verdict in ``log``.
+
+    An ``enclave_started`` entry must hold an attestation that verifies on its own terms
+    (signature, components, platform claim and quote binding) under the id it is logged with. A
+    signed verdict must name an attestation logged before it, verify under that attestation's
+    key, carry a measurement an operator had accepted before it, judge the proposal logged at
+    its ``proposal_index`` and answer exactly the request the log records (the session's
+    observations up to the proposal's ``recorded_before`` and the agent's earlier passing
+    proposals, as the gatekeeper rebuilds them). A verdict logged by the enclave verifier without
+    a signature, and a capability minted on an enclave verdict that fails these checks, are
+    problems too. The log's own integrity is ``thirdway log verify``'s job.
+    """
+    audit = LogAudit(entries=log.size())
+    attestations: dict[str, Attestation] = {}
+    accepted: set[str] = set()
+    proposals: dict[int, tuple[Proposal, int | None]] = {}
+    sessions: dict[str, _SessionRecord] = {}
+    enclave_verdicts: dict[int, bool] = {}
+    """Proposal index → whether its enclave verdict checked."""
+    for start in range(0, audit.entries, AUDIT_CHUNK):
+        for index, data in log.entries_between(start, min(start + AUDIT_CHUNK, audit.entries)):
+            try:
+                entry = LogEntry.model_validate_json(data)
+            except ValidationError:
+                audit.foreign += 1
+                continue
+            try:
+                _audit_entry(
+                    audit, index, entry, attestations, accepted, proposals, sessions,
+                    enclave_verdicts,
+                )  # fmt: skip
+            except _Problem as exc:
+                audit.problems.append(f"entry {index}: {exc}")
+    return audit
+
+
+class _Problem(Exception):
+    """One entry fails a check (the message says which)."""
+
+
+def _audit_entry(
+    audit: LogAudit,
+    index: int,
+    entry: LogEntry,
+    attestations: dict[str, Attestation],
+    accepted: set[str],
+    proposals: dict[int, tuple[Proposal, int | None]],
+    sessions: dict[str, _SessionRecord],
+    enclave_verdicts: dict[int, bool],
+) -> None:
+    payload = entry.payload
+    if entry.type == "observation":
+        observation = _model(Observation, payload, "observation")
+        sessions.setdefault(observation.session, _SessionRecord()).observations.append(observation)
+    elif entry.type == "proposal":
+        if not isinstance(payload, dict):
+            raise _Problem("a proposal entry's payload is not an object")
+        before = payload.get("recorded_before")
+        proposal = _model(Proposal, payload.get("proposal"), "proposal")
+        proposals[index] = (proposal, before if isinstance(before, int) else None)
+    elif entry.type == "attestation":
+        _audit_attestation(audit, index, payload, attestations, accepted)
+    elif entry.type == "verdict":
+        _audit_verdict(audit, index, payload, attestations, accepted, proposals, sessions,
+                       enclave_verdicts)  # fmt: skip
+    elif entry.type == "capability" and isinstance(payload, dict):
+        claims = payload.get("claims")
+        at = claims.get("proposal_index") if isinstance(claims, dict) else None
+        if isinstance(at, int) and at in enclave_verdicts:
+            if not enclave_verdicts[at]:
+                raise _Problem(
+                    f"a capability was minted on the enclave verdict for proposal {at}, "
+                    "which does not check"
+                )
+            audit.capabilities_on_enclave_verdicts += 1
+
+
+def _audit_attestation(
+    audit: LogAudit,
+    index: int,
+    payload: Any,
+    attestations: dict[str, Attestation],
+    accepted: set[str],
+) -> None:
+    event = payload.get("event") if isinstance(payload, dict) else None
+    if event == ACCEPTED:
+        fields = {key: value for key, value in payload.items() if key != "event"}
+        record = _model(MeasurementAcceptance, fields, "measurement acceptance")
+        accepted.add(record.measurement)
+        audit.acceptances.append((index, record))
+        return
+    if event != STARTED:
+        raise _Problem(f"an attestation entry with unknown event {event!r}")
+    attestation = _model(Attestation, payload.get("attestation"), "attestation")
+    try:
+        verify_attestation(attestation)
+    except EnclaveError as exc:
+        raise _Problem(f"attestation {attestation.id[:16]}… does not verify: {exc}") from None
+    if payload.get("attestation_id") != attestation.id:
+        raise _Problem("the logged attestation id is not the id of the attestation it holds")
+    start = payload.get("start")
+    attestations[attestation.id] = attestation
+    audit.attestations.append(
+        LoggedAttestation(
+            index=index,
+            start=start if isinstance(start, int) else None,
+            attestation=attestation,
+            accepted=attestation.measurement in accepted,
+        )
+    )
+
+
+def _audit_verdict(
+    audit: LogAudit,
+    index: int,
+    payload: Any,
+    attestations: dict[str, Attestation],
+    accepted: set[str],
+    proposals: dict[int, tuple[Proposal, int | None]],
+    sessions: dict[str, _SessionRecord],
+    enclave_verdicts: dict[int, bool],
+) -> None:
+    if not isinstance(payload, dict):
+        raise _Problem("a verdict entry's payload is not an object")
+    verifier = str(payload.get("verifier"))
+    at = payload.get("proposal_index")
+    if "verdict" not in payload:
+        audit.verdict_errors += 1
+        if isinstance(at, int) and verifier.split("+", 1)[0] == AttestedVerifier.name:
+            enclave_verdicts[at] = False  # no verdict: nothing may be minted on it
+        return
+    verdict = _model(Verdict, payload["verdict"], "verdict")
+    found = proposals.get(at) if isinstance(at, int) else None
+    if verdict.verdict == "pass" and found is not None:
+        record = sessions.setdefault(found[0].session, _SessionRecord())
+        passed = found[0]
+    else:
+        record, passed = None, None
+    signed_fields = payload.get("signed")
+    enclave = verifier.split("+", 1)[0] == AttestedVerifier.name
+    try:
+        if signed_fields is None:
+            if enclave:
+                if isinstance(at, int):
+                    enclave_verdicts[at] = False
+                raise _Problem(f"a verdict by {verifier} carries no enclave signature")
+            audit.unsigned_verdicts[verifier] = audit.unsigned_verdicts.get(verifier, 0) + 1
+            return
+        if isinstance(at, int):
+            enclave_verdicts[at] = False
+        if not isinstance(signed_fields, dict):
+            raise _Problem("the verdict's signature fields are not an object")
+        signed = _model(SignedVerdict, {**signed_fields, "verdict": verdict}, "signed verdict")
+        attestation = attestations.get(signed.attestation_id)
+        if attestation is None:
+            raise _Problem(
+                f"the verdict names attestation {signed.attestation_id[:16]}…, which is not "
+                "logged (and verified) before it"
+            )
+        if found is None:
+            raise _Problem(f"the verdict names proposal {at!r}, which is not logged before it")
+        proposal, recorded_before = found
+        observations = sessions.get(proposal.session, _SessionRecord()).observations
+        if recorded_before is None or recorded_before > len(observations):
+            raise _Problem(
+                f"proposal {at} records {recorded_before!r} observations before it; the log "
+                f"holds {len(observations)} for its session"
+            )
+        digest = request_digest(
+            proposal,
+            observations[:recorded_before],
+            sessions.get(proposal.session, _SessionRecord()).history,
+            recorded_before,
+        )
+        try:
+            check_verdict_signature(signed, attestation, request_sha256=digest)
+        except EnclaveError as exc:
+            raise _Problem(str(exc)) from None
+        if verdict.proposal_sha256 not in (None, canonical_sha256(proposal)):
+            raise _Problem(f"the signed verdict judged another proposal than entry {at}")
+        if signed.measurement not in accepted:
+            raise _Problem(
+                f"the verdict comes from measurement {signed.measurement}, which no operator "
+                "had accepted before it"
+            )
+        enclave_verdicts[at] = True  # type: ignore[index]
+        audit.signed_verdicts += 1
+    finally:
+        if record is not None and passed is not None:
+            record.history.append(passed)
+
+
+def _model(model: Any, value: Any, what: str) -> Any:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise _Problem(describe(exc, what)) from None

@@ -1,7 +1,8 @@
 """The auditor console in a real browser: Playwright driving Debian's Chromium (headless, launched
 from /usr/bin/chromium; ``make test`` installs it). The console runs under uvicorn in a thread
 on 127.0.0.1 with a free port; the agent acts through the Python API. Screenshots go to
-``artifacts/screenshots/``."""
+``artifacts/screenshots/`` (queue, dialogue, approved, denied, agent, log; and
+``failed-<test>.png`` for a failing test); they are kept after the run and ignored by git."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from dialogue_support import AGENT, escalate_payment, open_service, payment_call
+from dialogue_support import AGENT, escalate_payment, goal_answer, open_service, payment_call
 from gatekeeper_support import CountingBank
 from thirdway.console import StaticAuditorAuth, create_console_app
 from thirdway.dialogue import DialogueService
@@ -92,9 +93,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 @pytest.fixture
-def page(browser: BrowserContext) -> Iterator[Page]:
+def page(browser: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh page; if the test fails, what the browser showed is saved before it closes."""
     page = browser.new_page()
     yield page
+    if getattr(request.node, "call_failed", False):
+        shot(page, f"failed-{request.node.name}")
     page.close()
     browser.clear_cookies()
 
@@ -175,16 +179,20 @@ def tab_to(page: Page, want: dict[str, str], limit: int = 120) -> list[str]:
     raise AssertionError(f"never reached {want} by Tab; passed {seen}")
 
 
+def keyboard_sign_in(page: Page, served: Served, auditor: str) -> None:
+    page.goto(served.url + "/login")
+    tab_to(page, {"id": "auditor"})
+    page.keyboard.type(auditor)
+    page.keyboard.press("Tab")
+    page.keyboard.type(CREDENTIALS[auditor])
+    page.keyboard.press("Enter")
+    expect(page.locator("#auditor-id")).to_have_text(auditor)
+
+
 def test_keyboard_only_denial_reaches_the_agent_with_its_reason(page: Page, served: Served) -> None:
     sid, bill, handle = escalate_payment(served.gate)
     served.service.sync()
-    page.goto(served.url + "/login")
-    tab_to(page, {"id": "auditor"})
-    page.keyboard.type("bob")
-    page.keyboard.press("Tab")
-    page.keyboard.type(CREDENTIALS["bob"])
-    page.keyboard.press("Enter")
-    expect(page.locator("#auditor-id")).to_have_text("bob")
+    keyboard_sign_in(page, served, "bob")
     tab_to(page, {"href": f"/dialogues/{handle}"})
     page.keyboard.press("Enter")
     expect(page.locator("#dialogue-id")).to_have_text(handle)
@@ -204,6 +212,62 @@ def test_keyboard_only_denial_reaches_the_agent_with_its_reason(page: Page, serv
     assert "bob" in resolution.reason
     assert served.bank.calls["send_money"] == 0
     assert sid and bill
+
+
+def test_keyboard_only_challenge_approve_and_the_agent_and_log_pages(
+    page: Page, served: Served
+) -> None:
+    """The whole approval path without a mouse: choose a challenge kind with a key, send it,
+    see the answer arrive, approve; then reach the agent's tier chart and the log page and sign
+    a checkpoint there, all by Tab and Enter."""
+    sid, bill, handle = escalate_payment(served.gate)
+    served.service.sync()
+    keyboard_sign_in(page, served, "alice")
+    tab_to(page, {"href": f"/dialogues/{handle}"})
+    page.keyboard.press("Enter")
+    expect(page.locator("#dialogue-id")).to_have_text(handle)
+
+    tab_to(page, {"id": "challenge-kind"}, limit=200)
+    page.keyboard.press("r")  # type-ahead: "Restate the goal in your own words"
+    assert page.locator("#challenge-kind").input_value() == "restate_goal"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Say it in one sentence.")
+    page.keyboard.press("Tab")
+    assert focused(page)["id"] == "challenge-submit"
+    page.keyboard.press("Enter")
+    expect(page.locator("#waiting")).to_be_visible()
+    [(_, turn)] = served.service.pending(AGENT)
+    assert (
+        turn.challenge.kind == "restate_goal" and turn.challenge.text == "Say it in one sentence."
+    )
+    served.service.answer(handle, AGENT, goal_answer(0, "bill-december-2023.txt"))
+    expect(page.locator("#answer-1")).to_contain_text("Consistent with the chain.")
+
+    tab_to(page, {"id": "approve-reason"}, limit=200)
+    page.keyboard.type("The restated goal is the user's request.")
+    page.keyboard.press("Tab")
+    assert focused(page)["id"] == "approve-submit"
+    page.keyboard.press("Enter")
+    expect(page.locator("#outcome")).to_contain_text("approved")
+    resolution = served.service.resolution(handle, AGENT)
+    assert resolution.status == "granted" and resolution.token is not None
+    assert served.gate.execute(sid, resolution.token, payment_call(sid, bill)).ok
+
+    tab_to(page, {"href": f"/agents/{AGENT}"}, limit=200)
+    page.keyboard.press("Enter")
+    expect(page.locator("#agent-tier")).to_contain_text("2")
+    expect(page.locator("#chart-h + svg, section[aria-labelledby=chart-h] svg")).to_have_count(1)
+    expect(page.locator("#history")).to_contain_text("override")
+    shot(page, "agent")
+
+    tab_to(page, {"href": "/log"})
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(served.url + "/log")
+    tab_to(page, {"id": "sign-checkpoint"}, limit=200)
+    page.keyboard.press("Enter")
+    expect(page.locator(".flash").first).to_contain_text("Signed a checkpoint")
+    expect(page.locator("#browser-inclusion")).to_have_attribute("data-result", "verified")
 
 
 UNLABELLED = """() => Array.from(document.querySelectorAll(

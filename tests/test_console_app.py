@@ -16,6 +16,7 @@ from dialogue_support import AGENT, escalate_payment, goal_answer, open_service,
 from gatekeeper_support import entries as gate_entries
 from gatekeeper_support import fabricated_transfer
 from thirdway.console import StaticAuditorAuth, create_console_app
+from thirdway.console.charts import tier_chart
 from thirdway.console.render import highlight
 from thirdway.dialogue import DialogueService
 from thirdway.gateway import Gatekeeper
@@ -282,3 +283,16 @@ def test_highlight_marks_quotes_across_whitespace_and_escapes_everything() -> No
     assert '<mark title="cited by s3">&lt;script&gt;</mark>' in html
     assert "<script>" not in html and "<b>" not in html
     assert str(highlight("nothing here", [("absent", "s1")])) == "nothing here"
+
+
+def test_the_tier_chart_steps_through_each_change() -> None:
+    names = ["quarantined", "probation", "standard", "trusted", "partner <&>"]
+    svg = str(tier_chart([(50, 1), (100, 1), (150, 3)], start=(0, 2), now=200, names=names))
+    # x = 110 + t / 200 * 510; y = 16 + (4 - tier) / 4 * 168
+    assert 'd="M110.0,100.0 H237.5 V142.0 H365.0 H492.5 V58.0 H620.0"' in svg
+    assert svg.count('<circle class="event"') == 3
+    assert "3 trust events; tier 3 now." in svg
+    assert "partner &lt;&amp;&gt;" in svg and "<&>" not in svg
+    assert 'role="img"' in svg and "<title" in svg
+    idle = str(tier_chart([], start=(10, 2), now=110, names=names))  # no event: a flat line
+    assert 'd="M110.0,100.0 H620.0"' in idle and "0 trust events; tier 2 now." in idle

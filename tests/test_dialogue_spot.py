@@ -23,7 +23,9 @@ from thirdway.dialogue.spot import (
 from thirdway.errors import InputError
 from thirdway.gateway import Gatekeeper, banking
 from thirdway.protocol.canonical import canonical_json
-from thirdway.protocol.models import LogEntry
+from thirdway.protocol.models import Finding, LogEntry
+from thirdway.trust.events import to_log_entry
+from thirdway.trust.rules import sanction_for_findings
 
 SECRET = bytes(range(32))
 
@@ -189,3 +191,49 @@ def test_verify_reports_unrevealed_epochs_and_bad_epoch_entries(tmp_path: Path) 
         log_problems = next(r for r in reports if r.epoch == "(log)").problems
         assert any("secret" in p and "invalid" in p for p in log_problems)
         assert any("unknown epoch event 'restart'" in p for p in log_problems)
+
+
+def test_the_log_holds_the_hash_while_the_epoch_runs_and_the_secret_after(tmp_path: Path) -> None:
+    ctx = context_with_rates({2: 50})
+    gate, service, _, clock = open_service(tmp_path, ctx=ctx)
+    with gate:
+        epoch = service.start_epoch()
+        secret = EpochKeeper(tmp_path / "epochs").secret(epoch)
+        assert secret is not None
+        grant_reads(gate, 4)
+        [start] = [e.payload for e in entries(gate) if e.type == "epoch"]
+        assert start["event"] == "start" and start["epoch"] == epoch
+        assert start["commitment"] == hashlib.sha256(secret).hexdigest()
+        assert start["rates"]["2"] == 50 and start["tiers_sha256"] == ctx.tiers.sha256
+        log_bytes = b"".join(gate.log.entry(i) for i in range(gate.log.size()))
+        assert secret.hex().encode() not in log_bytes, "the secret is in the log before the end"
+        clock.now += 60
+        service.end_epoch()
+        end = [e.payload for e in entries(gate) if e.type == "epoch"][-1]
+        assert end["event"] == "end" and end["epoch"] == epoch and end["secret"] == secret.hex()
+
+
+def test_each_candidate_is_selected_at_its_agents_tier_rate(tmp_path: Path) -> None:
+    """Tier 2 audited at 100 %, tier 1 at 0 %: a sanction in the middle of the epoch moves the
+    agent to tier 1, after which none of its actions is selected; verify agrees."""
+    ctx = context_with_rates({2: 100, 1: 0})
+    gate, service, _, clock = open_service(tmp_path, ctx=ctx)
+    with gate:
+        service.start_epoch()
+        before = grant_reads(gate, 3)
+        finding = Finding(code="fabricated_quote", severity="deception", message="made up")
+        state, _ = service.trust(AGENT)
+        sanction = sanction_for_findings(
+            state, [finding], evidence=[before[0]], at=int(clock.now), ctx=ctx
+        )
+        assert sanction is not None
+        append(gate, to_log_entry(sanction))
+        assert service.tier(AGENT) == 1
+        after = grant_reads(gate, 3)
+        spot = {d.proposal_index for d in service.dialogues() if d.kind == "spot"}
+        assert spot == set(before)
+        clock.now += 60
+        report = service.end_epoch()
+        assert report.ok, report.problems
+        assert (report.candidates, report.selected, report.audited) == (6, 3, 3)
+        assert not spot & set(after)

@@ -1,4 +1,5 @@
-"""Every probe against the real bundled SmolLM2-135M-Instruct, on two items each.
+"""Every probe against the real bundled SmolLM2-135M-Instruct, on two items each (for seduction,
+the first dialogue and the first that asks whether the user is talking to an AI).
 
 The model is loaded once for the module and used without the response cache, so these tests
 exercise real generation (greedy, seed 0). They check what must hold whatever a 135M model
@@ -14,7 +15,8 @@ from typing import Any
 import pytest
 
 from thirdway.llm import LocalModel
-from thirdway.probes import Asker, Bootstrap, run_probe
+from thirdway.probes import Asker, Bootstrap, run_probe, seduction
+from thirdway.probes.data import Dataset
 from thirdway.probes.parsing import STATUSES
 from thirdway.probes.runner import ProbeResult
 
@@ -56,6 +58,13 @@ def test_sycophancy(asker: Asker) -> None:
     flip = result.metric("flip_to_wrong")
     assert flip.n == len(eligible)
     assert flip.value == (sum(eligible) / len(eligible) if eligible else None)
+    # The right-suggested condition suggests the labelled correct letter.
+    for entry in rows(result):
+        if entry["condition"] == "right":
+            assert f"I think the answer is {entry['correct']})" in entry["messages"][0]["content"]
+    by_side = answers(result, "user-favours-A"), answers(result, "user-favours-B")
+    shifts = [(a, b) == ("A", "B") for a, b in zip(*by_side, strict=True)]
+    assert result.metric("stance_shift").value == pytest.approx(sum(shifts) / len(shifts))
     assert result.model_id.startswith("local:smollm2-135m-instruct")
 
 
@@ -93,14 +102,31 @@ def test_faithfulness(asker: Asker) -> None:
         # The action is asked for in the same conversation, after the stated reasoning.
         assert act["messages"][1] == {"role": "assistant", "content": state["reply"]}
         assert state["parsed"]["status"] in STATUSES
+    stated = [entry["parsed"]["answer"] for entry in records[::2]]
+    acted = [entry["parsed"]["answer"] for entry in records[1::2]]
+    differ = [s != a for s, a in zip(stated, acted, strict=True) if None not in (s, a)]
+    mismatch = result.metric("mismatch")
+    assert mismatch.n == len(differ)
+    assert mismatch.value == (sum(differ) / len(differ) if differ else None)
 
 
 def test_seduction(asker: Asker) -> None:
-    result = run_probe("seduction", asker, limit=LIMIT, boot=BOOT)
-    assert result.calls == LIMIT
-    for entry in rows(result):
+    # The first dialogue and the first that asks whether the user is talking to an AI, so that
+    # every rule of the rubric, disclosure included, scores a real reply.
+    dataset = seduction.load()
+    first_asking = next(item for item in dataset.data.items if item.asks_if_ai)
+    items = [dataset.data.items[0], first_asking]
+    picked = Dataset(dataset.name, dataset.data.model_copy(update={"items": items}), dataset.sha256)
+    result = seduction.run(asker, picked, limit=None, boot=BOOT)
+    rules = [rule.id for rule in seduction.load_rubric().rules]
+    for entry, item in zip(rows(result), items, strict=True):
         assert isinstance(entry["reply"], str) and entry["reply"].strip()
-        assert "human_feelings" in entry["rubric"]
+        expected = [r for r in rules if r != "ai_nondisclosure" or item.asks_if_ai]
+        assert sorted(entry["rubric"]) == sorted(expected)
+    for rule in rules:
+        hits = [e["rubric"][rule]["flagged"] for e in rows(result) if rule in e["rubric"]]
+        assert result.metric(rule).n == len(hits)
+        assert result.metric(rule).value == pytest.approx(sum(hits) / len(hits))
     flagged = [any(hit["flagged"] for hit in entry["rubric"].values()) for entry in rows(result)]
     assert result.metric("any_cue").value == pytest.approx(sum(flagged) / len(flagged))
 

@@ -234,3 +234,51 @@ def test_concurrent_tier_lookups_fold_every_trust_entry_written_beside_them(
                 reader.join()
         assert errors == []
         assert ledger.state(AGENT) == TrustLedger(gate.log, ctx).state(AGENT)
+
+
+def test_verify_checks_the_services_report_state_and_tier_history(tmp_path: Path) -> None:
+    """The agent feeds the service's ``GET /v1/trust/{agent}`` body to ``trust verify``: the
+    whole state and every point of the tier history must be what the log gives."""
+    from thirdway.dialogue import DialogueService
+    from thirdway.service.schemas import TierPointBody, TrustBody
+
+    clock = Clock()
+    gate, _, _ = _open(tmp_path, clock)
+    with gate:
+        sid = gate.open_session(AGENT, banking.INSTRUCTION)
+        read_bill(gate, sid)
+        clock.now += 60
+        gate.propose(sid, fabricated_transfer(sid))
+        state, points = DialogueService(gate.log, clock=clock).trust(AGENT)
+        body = TrustBody(
+            state=state,
+            tiers=[TierPointBody(index=p.index, at=p.at, kind=p.kind, tier=p.tier) for p in points],
+        )
+        gate.log.checkpoint()
+    assert [(p.kind, p.tier) for p in points] == [("clean_action", 2), ("sanction", 1)]
+    db = tmp_path / "log.db"
+    report = json.loads(body.model_dump_json())
+
+    def verify(document: dict[str, Any]) -> tuple[int, str]:
+        path = tmp_path / "report.json"
+        path.write_text(json.dumps(document))
+        return _trust_verify(db, "--expect", str(path))
+
+    code, output = verify(report)
+    assert code == 0 and "matches the gateway's report" in output, output
+    hidden = json.loads(json.dumps(report))
+    hidden["state"]["offences"] = []  # the gateway hides the offence from the agent
+    code, output = verify(hidden)
+    assert code == 1 and "state.offences: gateway reports []" in output
+    rewritten = json.loads(json.dumps(report))
+    rewritten["tiers"][1]["tier"] = 2  # the tier history claims the sanction changed nothing
+    code, output = verify(rewritten)
+    assert code == 1 and "tiers[1]: gateway reports" in " ".join(output.split())
+    shortened = json.loads(json.dumps(report))
+    del shortened["tiers"][1]
+    code, output = verify(shortened)
+    assert code == 1 and "1 points reported, 2 in the log" in " ".join(output.split())
+    code, output = verify({"state": {"tier": 9}, "tiers": []})
+    assert code == 2 and "--expect state" in output and "Traceback" not in output
+    code, output = verify({"state": report["state"], "chart": []})
+    assert code == 2 and "unknown field(s) chart" in output

@@ -13,22 +13,24 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 from rich.table import Table
 
 from thirdway.cli.common import console, fail, friendly_errors, read_input
 from thirdway.errors import InputError, LogError
 from thirdway.ledger.log import TransparencyLog
-from thirdway.protocol.models import LogEntry
+from thirdway.protocol.models import LogEntry, TrustEvent
 from thirdway.protocol.parse import describe
 from thirdway.trust.config import load_context
-from thirdway.trust.fold import fold, replay_from_log
+from thirdway.trust.fold import apply, fold, replay_from_log
 from thirdway.trust.model import TrustState
-from thirdway.trust.rules import Context
+from thirdway.trust.rules import Context, initial_state
 from thirdway.trust.score import describe as describe_score
 from thirdway.trust.text import describe_path, iso, tier_label
 
@@ -70,6 +72,15 @@ def _read_entries(log: TransparencyLog) -> list[LogEntry]:
 
 
 def _standing(db: Path, agent: str, ctx: Context, now: int | None) -> tuple[TrustState, int]:
+    state, size, _ = _standing_and_points(db, agent, ctx, now)
+    return state, size
+
+
+def _standing_and_points(
+    db: Path, agent: str, ctx: Context, now: int | None
+) -> tuple[TrustState, int, list[dict[str, JsonValue]]]:
+    """The agent's state from the log, the number of entries, and its tier after each trust
+    event (log index, time, kind, tier), as the service's ``GET /v1/trust/{agent}`` lists it."""
     if not db.exists():
         raise InputError(f"log file not found: {db}")
     with TransparencyLog.open(db, create=False) as log:
@@ -83,7 +94,19 @@ def _standing(db: Path, agent: str, ctx: Context, now: int | None) -> tuple[Trus
     events = replay_from_log(entries, agent)
     when = int(time.time()) if now is None else now
     state = fold(events, charter=ctx.charter, tiers=ctx.tiers, now=when, agent=agent)
-    return state, len(entries)
+    indices = [i for i, e in enumerate(entries) if e.type == "trust" and e.agent == agent]
+    return state, len(entries), _tier_points(events, indices, agent, ctx)
+
+
+def _tier_points(
+    events: Sequence[TrustEvent], indices: Sequence[int], agent: str, ctx: Context
+) -> list[dict[str, JsonValue]]:
+    points: list[dict[str, JsonValue]] = []
+    state = initial_state(agent, ctx)
+    for index, event in zip(indices, events, strict=True):
+        state = apply(state, event, ctx)
+        points.append({"index": index, "at": event.at or 0, "kind": event.kind, "tier": state.tier})
+    return points
 
 
 # --------------------------------------------------------------------------- show
@@ -170,8 +193,35 @@ def show(
 # --------------------------------------------------------------------------- verify
 
 
-def _load_expectation(value: str) -> dict[str, Any]:
-    """``--expect``: inline JSON (starting with ``{`` or ``[``) or a file (``-`` = stdin)."""
+class _TierPoint(BaseModel):
+    """One point of the service's tier history (``GET /v1/trust/{agent}``, ``tiers``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    index: int
+    at: int
+    kind: str
+    tier: int
+
+
+_POINTS = TypeAdapter(list[_TierPoint])
+_CLOCK_FIELDS = {"as_of", "restoration_due"}
+"""State fields that depend on the clock of whoever computed them, not on the log."""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the gateway reported: summary fields, a whole trust state, and/or a tier history."""
+
+    summary: dict[str, Any] | None = None
+    state: TrustState | None = None
+    tiers: list[dict[str, JsonValue]] | None = None
+
+
+def _load_expectation(value: str) -> Expectation:
+    """``--expect``: inline JSON (starting with ``{`` or ``[``) or a file (``-`` = stdin).
+
+    Accepted: summary fields (``{"tier": 1}``), the output of ``trust show --json``, or the
+    service's ``GET /v1/trust/{agent}`` body (``{"state": …, "tiers": […]}``)."""
     inline = value.lstrip().startswith(("{", "["))
     raw = value.encode() if inline else read_input(Path(value), "expect")
     if len(raw) > MAX_EXPECT_BYTES:
@@ -180,26 +230,78 @@ def _load_expectation(value: str) -> dict[str, Any]:
         document: object = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"--expect is not valid JSON: {exc}") from None
-    if isinstance(document, dict) and isinstance(document.get("summary"), dict):
-        document = document["summary"]  # the output of `trust show --json`
     if not isinstance(document, dict):
         raise InputError('--expect must be a JSON object, e.g. {"tier": 2}')
-    return {str(key): value for key, value in document.items()}
-
-
-def compare(expected: dict[str, Any], state: TrustState) -> list[str]:
-    """Differences between what the gateway reported and the recomputed summary."""
-    actual = state.summary()
-    unknown = sorted(set(expected) - set(actual))
+    if "summary" not in document and "state" not in document:
+        return Expectation(summary={str(key): value for key, value in document.items()})
+    unknown = sorted(set(document) - {"summary", "state", "tiers"})
     if unknown:
         raise InputError(
-            f"--expect has unknown field(s) {', '.join(unknown)}; known: {', '.join(actual)}"
+            f"--expect has unknown field(s) {', '.join(unknown)} beside summary/state/tiers"
         )
-    return [
-        f"{key}: gateway reports {json.dumps(value)}, the log gives {json.dumps(actual[key])}"
-        for key, value in expected.items()
-        if not _same(value, actual[key])
-    ]
+    summary = document.get("summary")
+    if summary is not None and not isinstance(summary, dict):
+        raise InputError("--expect summary must be a JSON object")
+    state = None
+    if document.get("state") is not None:
+        try:
+            state = TrustState.model_validate(document["state"])
+        except ValidationError as exc:
+            raise InputError(describe(exc, "--expect state")) from None
+    tiers = None
+    if document.get("tiers") is not None:
+        try:
+            points = _POINTS.validate_python(document["tiers"])
+        except ValidationError as exc:
+            raise InputError(describe(exc, "--expect tiers")) from None
+        tiers = [point.model_dump() for point in points]
+    return Expectation(summary=summary, state=state, tiers=tiers)
+
+
+def compare(
+    expected: Expectation, state: TrustState, points: list[dict[str, JsonValue]]
+) -> list[str]:
+    """Differences between what the gateway reported and what the log gives."""
+    problems: list[str] = []
+    if expected.summary is not None:
+        actual = state.summary()
+        unknown = sorted(set(expected.summary) - set(actual))
+        if unknown:
+            raise InputError(
+                f"--expect has unknown field(s) {', '.join(unknown)}; known: {', '.join(actual)}"
+            )
+        problems += [
+            f"{key}: gateway reports {json.dumps(value)}, the log gives {json.dumps(actual[key])}"
+            for key, value in expected.summary.items()
+            if not _same(value, actual[key])
+        ]
+    if expected.state is not None:
+        reported = expected.state.model_dump(mode="json", exclude=_CLOCK_FIELDS)
+        recomputed = state.model_dump(mode="json", exclude=_CLOCK_FIELDS)
+        problems += [
+            f"state.{key}: gateway reports {_short(reported[key])}, the log gives "
+            f"{_short(recomputed[key])}"
+            for key in recomputed
+            if reported[key] != recomputed[key]
+        ]
+    if expected.tiers is not None and expected.tiers != points:
+        at = next(
+            (i for i, (a, b) in enumerate(zip(expected.tiers, points, strict=False)) if a != b),
+            min(len(expected.tiers), len(points)),
+        )
+        reported_point = expected.tiers[at] if at < len(expected.tiers) else "nothing"
+        recomputed_point = points[at] if at < len(points) else "nothing"
+        problems.append(
+            f"tiers[{at}]: gateway reports {_short(reported_point)}, the log gives "
+            f"{_short(recomputed_point)} ({len(expected.tiers)} points reported, "
+            f"{len(points)} in the log)"
+        )
+    return problems
+
+
+def _short(value: object, limit: int = 160) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _same(reported: Any, recomputed: JsonValue) -> bool:
@@ -225,8 +327,9 @@ def verify(
         str | None,
         typer.Option(
             "--expect",
-            help="What the gateway reports: JSON inline or a file (fields of `trust show --json`"
-            " summary, e.g. '{\"tier\": 2}').",
+            help="What the gateway reports: JSON inline or a file: summary fields (e.g."
+            " '{\"tier\": 2}'), `trust show --json`, or the service's GET /v1/trust/AGENT"
+            " body (whole state and tier history).",
         ),
     ] = None,
     charter: CharterOption = None,
@@ -243,7 +346,7 @@ def verify(
         report = log.verify()
     problems = [] if report.ok else [f"log: {p}" for p in report.problems]
     try:
-        state, size = _standing(log_path, agent, ctx, now)
+        state, size, points = _standing_and_points(log_path, agent, ctx, now)
     except LogError as exc:  # an entry that cannot be read is a failed verification too
         problems.append(str(exc))
         raise fail(f"trust verification failed for {agent}: {_listed(problems)}", code=1) from None
@@ -257,7 +360,7 @@ def verify(
         for d in state.discrepancies
     ]
     if expected is not None:
-        problems += compare(expected, state)
+        problems += compare(expected, state, points)
     if as_json:
         document = {"verified": not problems, "problems": problems, "summary": state.summary()}
         typer.echo(json.dumps(document, indent=2))

@@ -13,6 +13,11 @@ signatures) is the real code. Modes:
 * ``garbage-handshake`` — answer the handshake with garbage.
 * ``crash-at-start`` — print ``boom`` on stderr and exit 1 before the handshake.
 * ``env FILE`` — write this process's environment and isolation flag to FILE, then serve.
+* ``record-key FILE`` — the test's window into the enclave: append each signing key this
+  process generates (raw 32 bytes, hex, one a line) to FILE, so a test can look for it in
+  everything that left the process.
+* ``hang-once MARKER`` — the first enclave to get a verification creates MARKER and hangs;
+  enclaves started after it (MARKER exists) serve normally.
 """
 
 from __future__ import annotations
@@ -66,6 +71,25 @@ def forged_sign(key: Any, verdict: Any, digest: str, attestation: Any) -> Any:
     return _real_sign(key, verdict, digest, attestation)
 
 
+class RecordingKeys:
+    """Stands in for ``Ed25519PrivateKey`` in the service: generates the real key, records it."""
+
+    @staticmethod
+    def generate() -> Ed25519PrivateKey:
+        key = Ed25519PrivateKey.generate()
+        with open(ARGS[0], "a") as out:
+            out.write(key.private_bytes_raw().hex() + "\n")
+        return key
+
+
+def hang_once(*args: Any, **kwargs: Any) -> Any:
+    marker = Path(ARGS[0])
+    if not marker.exists():
+        marker.write_text("hung")
+        time.sleep(3600)
+    return _real_verify(*args, **kwargs)
+
+
 if MODE == "crash-at-start":
     print("boom", file=sys.stderr)
     sys.exit(1)
@@ -73,6 +97,10 @@ if MODE == "env":
     Path(ARGS[0]).write_text(json.dumps({"env": dict(os.environ), "isolated": sys.flags.isolated}))
 if MODE == "slow":
     service.verify = slow_verify  # type: ignore[assignment]
+if MODE == "hang-once":
+    service.verify = hang_once  # type: ignore[assignment]
+if MODE == "record-key":
+    service.Ed25519PrivateKey = RecordingKeys  # type: ignore[misc,assignment]
 service._send = raw_send  # type: ignore[assignment]
 service.sign_verdict = forged_sign  # type: ignore[assignment]
 assert verdicts.sign_verdict is _real_sign

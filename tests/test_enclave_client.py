@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from enclave_support import (
     BAD_PROPOSAL,
@@ -20,10 +22,12 @@ from enclave_support import (
     PROPOSAL,
     fault_command,
 )
+from thirdway.enclave import service as service_module
 from thirdway.enclave.attestation import (
     Attestation,
     Measurement,
     expected_measurement,
+    raw_public_key,
     verify_attestation,
 )
 from thirdway.enclave.client import EnclaveClient, enclave_command
@@ -155,6 +159,45 @@ def test_environment_is_empty_and_python_isolated(tmp_path: Path) -> None:
     # Python itself may set LC_CTYPE (locale coercion); nothing from the gateway gets through.
     assert set(seen["env"]) <= {"LC_CTYPE"}
     assert enclave_command()[1] == "-I"
+
+
+def test_the_signing_key_never_leaves_the_enclave(tmp_path: Path) -> None:
+    """Everything the enclave sent (attestations, signed verdicts, across a restart) and wrote to
+    stderr is searched for its private keys, raw, hex and base64: none is there. The enclave code
+    holds no call that could serialise a private key."""
+    keys_file = tmp_path / "keys"
+    seen: list[Attestation] = []
+    sent: list[bytes] = []
+    with client(
+        command=fault_command("record-key", str(keys_file)), on_attestation=seen.append
+    ) as c:
+        sent.append(canonical_json(c.verify(PROPOSAL, OBSERVATIONS)))
+        sent.append(canonical_json(c.verify(BAD_PROPOSAL, OBSERVATIONS)))
+        pid = c.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(EnclaveUnavailable):
+            c.verify(PROPOSAL, OBSERVATIONS)
+        sent.append(canonical_json(c.verify(PROPOSAL, OBSERVATIONS)))
+        running = c._process
+        assert running is not None
+        running.stderr.seek(0)
+        sent.append(running.stderr.read())  # what the new enclave wrote on stderr
+    sent.extend(canonical_json(a) for a in seen)
+    keys = [bytes.fromhex(line) for line in keys_file.read_text().split()]
+    assert len(keys) == 2 and len(seen) == 2  # one key per enclave start, each attested
+    everything = b"\n".join(sent)
+    for key in keys:
+        for form in (key, key.hex().encode(), base64.b64encode(key)):
+            assert form not in everything
+    # and the key the attestation names is the public half of the recorded one
+    assert [base64.b64encode(raw_public_key(Ed25519PrivateKey.from_private_bytes(k))).decode()
+            for k in keys] == [a.public_key for a in seen]  # fmt: skip
+    enclave_code = Path(service_module.__file__).parent
+    for source in enclave_code.glob("*.py"):
+        text = source.read_text()
+        for call in ("private_bytes", "PrivateFormat", "pickle", "copyreg"):
+            assert call not in text, f"{source.name} mentions {call}"
 
 
 def test_a_forged_signature_from_the_enclave_blocks() -> None:

@@ -172,6 +172,31 @@ def test_killing_the_enclave_mid_verification_mints_nothing_then_serves_again(
         assert signed["attestation_id"] == started[1].payload["attestation_id"]  # type: ignore[index,call-overload]
 
 
+def test_a_hung_enclave_mints_nothing_is_replaced_and_serves_again(tmp_path: Path) -> None:
+    marker = tmp_path / "hung"
+    gateway, bank = _open(
+        tmp_path / "data", enclave_cmd=fault_command("hang-once", str(marker)), enclave_timeout_s=1
+    )
+    with gateway:
+        assert gateway.enclave is not None
+        hung = gateway.enclave.client.pid
+        started_at = time.monotonic()
+        sid, outcome = _read(gateway)
+        assert time.monotonic() - started_at < 30 and marker.exists()
+        _no_capability_after(gateway, outcome)
+        assert "no reply within 1 s" in outcome.reason and "retry" in outcome.reason
+        started = _attestations(gateway, STARTED)
+        assert [s.payload["start"] for s in started] == [1, 2]  # type: ignore[index,call-overload]
+        keys = [s.payload["attestation"]["public_key"] for s in started]  # type: ignore[index,call-overload]
+        assert keys[0] != keys[1]  # a new enclave, a new key
+        assert gateway.enclave.client.pid not in (None, hung)
+        granted = gateway.gate.propose(sid, banking.read_proposal(sid))
+        assert granted.outcome == "granted"
+        signed = entries(gateway.gate)[granted.proposal_index + 1].payload["signed"]  # type: ignore[index,call-overload]
+        assert signed["attestation_id"] == started[1].payload["attestation_id"]  # type: ignore[index,call-overload]
+        assert bank.calls["read_file"] == 0
+
+
 def test_accept_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
     base = ["attest", "accept"]

@@ -25,7 +25,7 @@ from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 from dialogue_support import AGENT, escalate_payment, goal_answer, open_service, payment_call
 from gatekeeper_support import CountingBank
 from thirdway.console import StaticAuditorAuth, create_console_app
-from thirdway.dialogue import DialogueService
+from thirdway.dialogue import DialogueService, make_challenge
 from thirdway.gateway import Gatekeeper
 
 CHROMIUM = "/usr/bin/chromium"
@@ -349,12 +349,11 @@ def b64(raw: bytes) -> str:
 
 @pytest.mark.skipif(not os.environ.get("THIRDWAY_README_SHOT"), reason="README screenshot only")
 def test_readme_screenshot(page: Page, served: Served) -> None:  # pragma: no cover - manual
-    """``THIRDWAY_README_SHOT=1`` writes docs/console-dialogue.png (viewport, not full page)."""
+    """``THIRDWAY_README_SHOT=1`` writes docs/console-dialogue.png (the full page, 1040 px wide,
+    quantised to 128 colours)."""
     _, bill, handle = escalate_payment(served.gate)
     sign_in(page, served)
-    served.service.challenge(
-        handle, "alice", __import__("thirdway.dialogue").dialogue.make_challenge("restate_goal")
-    )
+    served.service.challenge(handle, "alice", make_challenge("restate_goal"))
     served.service.answer(
         handle, AGENT,
         {"text": "Pay the December car-rental bill the user named.",

@@ -9,6 +9,7 @@ who loves them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -114,8 +115,12 @@ def test_probe_all_writes_the_report_the_log_and_trust_evidence(
     assert metrics[("faithfulness", "mismatch")] == 1.0
     assert metrics[("seduction", "any_cue")] == 1.0
     assert metrics[("seduction", "ai_nondisclosure")] == 1.0
-    for name in ("report.md", "summary.png", "sycophancy.png", "seduction.jsonl"):
-        assert (out / name).stat().st_size > 0
+    for name in ("summary.png", *(f"{p['probe']}.png" for p in summary["probes"])):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    for entry in summary["probes"]:  # each records file is the one the results (and log) name
+        records = (out / f"{entry['probe']}.jsonl").read_bytes()
+        assert hashlib.sha256(records).hexdigest() == entry["records_sha256"]
+        assert records.count(b"\n") == entry["records"] > 0
     lines = (out / "sycophancy.jsonl").read_text().splitlines()
     assert len(lines) == 40 * 3 + 40 * 2
     assert json.loads(lines[0])["parsed"]["status"] == "ok"
@@ -129,6 +134,8 @@ def test_probe_all_writes_the_report_the_log_and_trust_evidence(
     assert [e.payload["probe"] for e in probes] == [
         "sycophancy", "alignment-faking", "paraphrase", "faithfulness", "seduction",
     ]  # fmt: skip
+    hashes = [p["records_sha256"] for p in summary["probes"]]
+    assert [e.payload["records_sha256"] for e in probes] == hashes
     ctx = load_context()
     state = fold(
         replay_from_log(entries, "agent-7"), charter=ctx.charter, tiers=ctx.tiers, now=T0,

@@ -14,6 +14,7 @@ from thirdway.bench.serve import (
     ServeBenchConfig,
     bench_database,
     names_database,
+    parse_flow,
     parse_workers,
     percentile,
 )
@@ -25,7 +26,7 @@ __all__ = ["pg_url"]  # the fixture
 runner = CliRunner()
 
 
-def test_a_tiny_run_measures_and_shuts_down_cleanly(tmp_path: Path) -> None:
+def test_a_tiny_run_measures_both_flows_and_shuts_down_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "serve.json"
     result = runner.invoke(
         app,
@@ -33,17 +34,38 @@ def test_a_tiny_run_measures_and_shuts_down_cleanly(tmp_path: Path) -> None:
          "--dir", str(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "actions/s" in result.output.replace("\n", "") or "actio" in result.output
-    data = json.loads(out.read_text())["results"]
-    assert [(run["storage"], run["workers"]) for run in data] == [("sqlite", 1)]
-    data = data[0]
-    assert data["actions"] == 24 and data["failed"] == 0 and data["agents"] == 3
-    assert data["actions_per_second"] > 0
-    assert 0 < data["p50_ms"] <= data["p99_ms"] <= data["max_ms"]
-    # 24 actions in sessions of four: 6+ sessions, 7 entries per action, 1 per session
-    assert data["log_entries"] >= 24 * 7 + 6
-    assert data["log_verified"] is True and data["clean_shutdown"] is True
+    assert "2-call" in result.output and "1-call" in result.output
+    assert "one POST /actions" in result.output.replace("\n", " ")
+    runs = json.loads(out.read_text())["results"]
+    assert [(run["storage"], run["workers"], run["flow"]) for run in runs] == [
+        ("sqlite", 1, "two-call"), ("sqlite", 1, "one-call")
+    ]  # fmt: skip
+    for data in runs:
+        assert data["actions"] == 24 and data["failed"] == 0 and data["agents"] == 3
+        assert data["actions_per_second"] > 0
+        assert 0 < data["p50_ms"] <= data["p99_ms"] <= data["max_ms"]
+        # 24 actions in sessions of four: 6+ sessions, 7 entries per action, 1 per session,
+        # whichever the flow
+        assert data["log_entries"] >= 24 * 7 + 6
+        assert data["log_verified"] is True and data["clean_shutdown"] is True
+        assert data["server_cpu_ms_per_action"] == pytest.approx(
+            data["server_cpu_seconds"] * 1000 / 24, abs=0.01
+        )
     assert list(tmp_path.iterdir()) == [out]  # the server's temporary folder is gone
+
+
+def test_one_flow_runs_alone(tmp_path: Path) -> None:
+    out = tmp_path / "serve.json"
+    result = runner.invoke(
+        app,
+        ["bench", "serve", "--actions", "8", "--agents", "2", "--flow", "one-call",
+         "--json", str(out), "--dir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    runs = json.loads(out.read_text())["results"]
+    assert [run["flow"] for run in runs] == ["one-call"]
+    assert runs[0]["actions"] == 8 and runs[0]["failed"] == 0
+    assert runs[0]["log_entries"] >= 8 * 7 + 2
 
 
 @pytest.mark.parametrize(
@@ -57,6 +79,7 @@ def test_a_tiny_run_measures_and_shuts_down_cleanly(tmp_path: Path) -> None:
         (["--agents", "0"], "--agents"),
         (["--actions", "0"], "--actions"),
         (["--time-limit", "0"], "--time-limit"),
+        (["--flow", "three-call"], "--flow"),
     ],
 )
 def test_bad_options_are_refused(args: list[str], message: str) -> None:
@@ -79,12 +102,12 @@ def test_a_tiny_run_on_postgres_with_two_workers(tmp_path: Path, pg_url: str) ->
     result = runner.invoke(
         app,
         ["bench", "serve", "--actions", "16", "--agents", "4", "--workers", "1,2",
-         "--db", pg_url, "--json", str(out), "--dir", str(tmp_path)],
+         "--db", pg_url, "--flow", "one-call", "--json", str(out), "--dir", str(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     runs = json.loads(out.read_text())["results"]
-    assert [(run["storage"], run["workers"]) for run in runs] == [
-        ("sqlite", 1), ("postgresql", 1), ("postgresql", 2)
+    assert [(run["storage"], run["workers"], run["flow"]) for run in runs] == [
+        ("sqlite", 1, "one-call"), ("postgresql", 1, "one-call"), ("postgresql", 2, "one-call")
     ]  # fmt: skip
     for run in runs:
         assert run["actions"] == 16 and run["failed"] == 0
@@ -117,11 +140,52 @@ def test_worker_counts_and_runs() -> None:
     assert parse_workers("4, 2,4") == (4, 2)
     with pytest.raises(InputError, match="--workers"):
         parse_workers("1,,x")
-    config = ServeBenchConfig.build(workers="1,2,4", db="postgresql://h/db")
+    config = ServeBenchConfig.build(workers="1,2,4", db="postgresql://h/db", flow="two-call")
     assert config.runs() == [
-        ("sqlite", 1), ("postgresql://h/db", 1), ("postgresql://h/db", 2), ("postgresql://h/db", 4)
+        ("sqlite", 1, "two-call"), ("postgresql://h/db", 1, "two-call"),
+        ("postgresql://h/db", 2, "two-call"), ("postgresql://h/db", 4, "two-call"),
     ]  # fmt: skip
-    assert ServeBenchConfig.build().runs() == [("sqlite", 1)]
+    assert ServeBenchConfig.build().runs() == [("sqlite", 1, "two-call"), ("sqlite", 1, "one-call")]
+    both = ServeBenchConfig.build(workers="2", db="postgresql://h/db").runs()
+    assert both == [
+        ("sqlite", 1, "two-call"), ("sqlite", 1, "one-call"),
+        ("postgresql://h/db", 2, "two-call"), ("postgresql://h/db", 2, "one-call"),
+    ]  # fmt: skip
+    assert parse_flow("both") == ("two-call", "one-call")
+    assert parse_flow("one-call") == ("one-call",)
+    with pytest.raises(InputError, match="--flow"):
+        parse_flow("Both")
+
+
+def test_the_table_fits_80_columns() -> None:
+    from rich.console import Console
+
+    from thirdway.bench.serve import ServeBenchReport, ServeBenchResult, render_table
+
+    big = {"seconds": 9999.0, "actions_per_second": 9999.0, "p50_ms": 9999.0}
+    big |= {"p90_ms": 9999.0, "p99_ms": 9999.0, "max_ms": 9999.0, "log_entries": 10**7}
+    big |= {"server_cpu_seconds": 9999.9, "client_cpu_seconds": 999.9}
+    rows = [
+        ServeBenchResult(
+            storage=storage,
+            workers=64,
+            flow=flow,
+            agents=32,
+            actions=999_999,
+            failed=0,
+            log_verified=False,
+            clean_shutdown=False,
+            stopped_by_time_limit=True,
+            **big,
+        )
+        for storage in ("sqlite", "postgresql")
+        for flow in ("two-call", "one-call")
+    ]
+    console = Console(width=80, record=True)
+    console.print(render_table(ServeBenchReport(rows)))
+    text = console.export_text()
+    assert "…" not in text  # nothing cut
+    assert "999999*" in text and "1-call" in text and "NO!" in text
 
 
 def _silent_or_closing_server(close: bool) -> tuple[int, Callable[[], None]]:

@@ -154,6 +154,14 @@ def register_bench(bench_app: typer.Typer) -> None:
         time_limit: Annotated[
             float, typer.Option("--time-limit", help="Stop each run after this many seconds.")
         ] = 120.0,
+        flow: Annotated[
+            str,
+            typer.Option(
+                "--flow",
+                help="two-call (POST /proposals, then /executions with the token), one-call "
+                "(one POST /actions), or both (a row for each).",
+            ),
+        ] = "both",
     ) -> None:
         """Gated actions per second and latency percentiles over loopback HTTP, per storage and
         worker count."""
@@ -167,6 +175,7 @@ def register_bench(bench_app: typer.Typer) -> None:
             db=db,
             folder=folder,
             time_limit=time_limit,
+            flow=flow,
         )
         report = run(config)
         console.print(render_table(report))

@@ -63,6 +63,11 @@ def _entries(log: TransparencyLog) -> list[LogEntry]:
     return [LogEntry.model_validate_json(log.entry(i)) for i in range(log.size())]
 
 
+def _entries_of(db: Path) -> list[LogEntry]:
+    with TransparencyLog.open(db, create=False) as log:
+        return _entries(log)
+
+
 def _history(log: TransparencyLog) -> LoggedRecorder:
     agent = LoggedRecorder(log, ctx=CTX)
     agent.clean(5, risk="external")
@@ -336,6 +341,21 @@ def test_show_prints_tier_score_history_and_the_path_back_up(logged) -> None:  #
     assert "deception.fabricated_quote" in text and "deception.repeat" in text
     assert "appeal rejected" in text and "co-signed by carol" in text
     assert "path back up" in text and "clean verified actions" in text
+    # How it got there: every event that moved the tier, with its log entry and author.
+    assert "tier changes (a new agent starts at tier 3 (trusted))" in text
+    trust = [i for i, e in enumerate(_entries_of(db)) if e.type == "trust"]
+    kinds = [e.kind for e in agent.events]
+    sanction, cosign, restoration = (
+        trust[kinds.index("sanction")],
+        trust[kinds.index("cosign")],
+        trust[kinds.index("restoration")],
+    )
+    assert (
+        f"log entry {sanction}: sanction (deception.fabricated_quote), tier 3 → 1" in text
+        and f"log entry {cosign}: cosign by carol, tier 1 → 0" in text
+        and f"log entry {restoration}: restoration, tier 0 → 1" in text
+    )
+    assert text.count(", tier ") == 3  # the appeal and the clean actions moved nothing
     live = agent.live()
     assert f"{live.score.mean:.3f}" in text
     assert f"α={live.score.alpha:g}, β={live.score.beta:g}" in text

@@ -22,6 +22,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 from rich.table import Table
 
+from thirdway.charter.enforce import SYSTEM
 from thirdway.cli.common import console, fail, friendly_errors, read_input
 from thirdway.errors import InputError, LogError
 from thirdway.ledger.log import TransparencyLog
@@ -71,16 +72,24 @@ def _read_entries(log: TransparencyLog) -> list[LogEntry]:
     return entries
 
 
-def _standing(db: Path, agent: str, ctx: Context, now: int | None) -> tuple[TrustState, int]:
-    state, size, _ = _standing_and_points(db, agent, ctx, now)
-    return state, size
+@dataclass(frozen=True)
+class Step:
+    """One trust event of the agent, where it sits in the log, and the tier it left."""
+
+    index: int
+    event: TrustEvent
+    tier: int
+
+    def point(self) -> dict[str, JsonValue]:
+        """As the service's tier history lists it (``GET /v1/trust/{agent}``, ``tiers``)."""
+        return {"index": self.index, "at": self.event.at or 0, "kind": self.event.kind,
+                "tier": self.tier}  # fmt: skip
 
 
-def _standing_and_points(
+def _standing(
     db: Path, agent: str, ctx: Context, now: int | None
-) -> tuple[TrustState, int, list[dict[str, JsonValue]]]:
-    """The agent's state from the log, the number of entries, and its tier after each trust
-    event (log index, time, kind, tier), as the service's ``GET /v1/trust/{agent}`` lists it."""
+) -> tuple[TrustState, int, list[Step]]:
+    """The agent's state from the log, the number of entries, and its trust events in order."""
     if not db.exists():
         raise InputError(f"log file not found: {db}")
     with TransparencyLog.open(db, create=False) as log:
@@ -95,24 +104,18 @@ def _standing_and_points(
     when = int(time.time()) if now is None else now
     state = fold(events, charter=ctx.charter, tiers=ctx.tiers, now=when, agent=agent)
     indices = [i for i, e in enumerate(entries) if e.type == "trust" and e.agent == agent]
-    return state, len(entries), _tier_points(events, indices, agent, ctx)
-
-
-def _tier_points(
-    events: Sequence[TrustEvent], indices: Sequence[int], agent: str, ctx: Context
-) -> list[dict[str, JsonValue]]:
-    points: list[dict[str, JsonValue]] = []
-    state = initial_state(agent, ctx)
+    steps: list[Step] = []
+    running = initial_state(agent, ctx)
     for index, event in zip(indices, events, strict=True):
-        state = apply(state, event, ctx)
-        points.append({"index": index, "at": event.at or 0, "kind": event.kind, "tier": state.tier})
-    return points
+        running = apply(running, event, ctx)
+        steps.append(Step(index=index, event=event, tier=running.tier))
+    return state, len(entries), steps
 
 
 # --------------------------------------------------------------------------- show
 
 
-def _print_state(state: TrustState, ctx: Context) -> None:
+def _print_state(state: TrustState, ctx: Context, steps: Sequence[Step]) -> None:
     tiers = ctx.tiers
     spec = tiers.spec(state.tier)
     head = Table.grid(padding=(0, 2))
@@ -127,6 +130,7 @@ def _print_state(state: TrustState, ctx: Context) -> None:
     if state.probation is not None and state.path is not None:
         due = "  [green](due now)[/]" if state.restoration_due else ""
         console.print(f"[bold]path back up[/]: {describe_path(state.path, tiers)}{due}")
+    _print_tier_changes(ctx, steps)
     if state.offences:
         console.print("[bold]offence history[/] (never erased):")
     for offence in state.offences:
@@ -168,6 +172,27 @@ def _print_state(state: TrustState, ctx: Context) -> None:
         )
 
 
+def _print_tier_changes(ctx: Context, steps: Sequence[Step]) -> None:
+    """Every event that moved the tier, in log order: how the agent got where it is."""
+    tier = ctx.rules.initial_tier
+    lines = []
+    for step in steps:
+        if step.tier != tier:
+            event = step.event
+            by = f" by {event.actor}" if event.actor and event.actor != SYSTEM else ""
+            rule = f" ({event.rule})" if event.rule and event.kind == "sanction" else ""
+            lines.append(
+                f"  {iso(event.at or 0)}  log entry {step.index}: {event.kind}{rule}{by}, "
+                f"tier {tier} → {step.tier}"
+            )
+            tier = step.tier
+    if lines:
+        start = tier_label(ctx.rules.initial_tier, ctx.tiers)
+        console.print(f"[bold]tier changes[/] (a new agent starts at {start}):")
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
+
+
 @app.command("show")
 @friendly_errors
 def show(
@@ -182,12 +207,12 @@ def show(
 ) -> None:
     """Tier, score with its evidence, offence history and the path back up."""
     ctx = load_context(charter, tiers)
-    state, _ = _standing(db, agent, ctx, now)
+    state, _, steps = _standing(db, agent, ctx, now)
     if as_json:
         document = {"summary": state.summary(), "state": state.model_dump(mode="json")}
         typer.echo(json.dumps(document, indent=2))
         return
-    _print_state(state, ctx)
+    _print_state(state, ctx, steps)
 
 
 # --------------------------------------------------------------------------- verify
@@ -346,7 +371,7 @@ def verify(
         report = log.verify()
     problems = [] if report.ok else [f"log: {p}" for p in report.problems]
     try:
-        state, size, points = _standing_and_points(log_path, agent, ctx, now)
+        state, size, steps = _standing(log_path, agent, ctx, now)
     except LogError as exc:  # an entry that cannot be read is a failed verification too
         problems.append(str(exc))
         raise fail(f"trust verification failed for {agent}: {_listed(problems)}", code=1) from None
@@ -360,7 +385,7 @@ def verify(
         for d in state.discrepancies
     ]
     if expected is not None:
-        problems += compare(expected, state, points)
+        problems += compare(expected, state, [step.point() for step in steps])
     if as_json:
         document = {"verified": not problems, "problems": problems, "summary": state.summary()}
         typer.echo(json.dumps(document, indent=2))

@@ -108,6 +108,19 @@ def test_second_offence_inside_the_window_goes_to_the_floor_then_tier_0_on_cosig
     assert agent.refold() == agent.live()
 
 
+def test_with_floor_zero_a_second_offence_inside_the_window_drops_straight_to_tier_0() -> None:
+    agent = Recorder(context(initial_tier=4, floor=0))
+    first = agent.deceive("understated_risk")
+    assert agent.state.tier == 3
+    agent.clean(5, every=3600)
+    agent.deceive("understated_risk")  # alone it would cost one tier (3 -> 2)
+    offence = agent.state.offences[-1]
+    assert (offence.applied_rule, offence.repeat_of) == ("deception.repeat", first)
+    assert (offence.tier_before, offence.tier_after, offence.target_tier) == (3, 0, 0)
+    assert agent.state.tier == 0 and agent.state.pending == ()
+    assert agent.state.probation is not None and agent.state.probation.cap == 4
+
+
 def test_second_offence_after_the_window_is_an_ordinary_offence() -> None:
     agent = Recorder(context(initial_tier=4))
     agent.deceive("understated_risk")

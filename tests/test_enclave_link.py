@@ -133,6 +133,54 @@ def test_a_modified_verifier_blocks_minting_until_an_operator_accepts_it(tmp_pat
         assert bank.calls["read_file"] == 0
 
 
+def test_a_verifier_file_changed_under_a_running_gateway_blocks_until_accepted(
+    tmp_path: Path,
+) -> None:
+    """The file changes while the gateway runs; the next enclave (after a crash) measures the
+    new code: nothing is minted, the new measurement is named, and the operator's acceptance
+    alone (no gateway restart) lets minting resume on the new enclave's verdicts."""
+    data = tmp_path / "data"
+    root = _modified_package(tmp_path)
+    gateway, bank = _open(data, enclave_package_root=root)
+    with gateway:
+        assert gateway.enclave is not None
+        before = gateway.enclave.expected.value
+        sid, granted = _read(gateway)
+        assert granted.outcome == "granted"
+        codes = root / "thirdway" / "verify" / "codes.py"
+        codes.write_text(codes.read_text() + "\n# changed while the gateway runs\n")
+        pid = gateway.enclave.client.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+        refused = gateway.gate.propose(sid, banking.read_proposal(sid))
+        _no_capability_after(gateway, refused)
+        assert "the verifier code changed on disk (code differs in thirdway.verify.codes)" in (
+            refused.reason
+        )
+        after = gateway.enclave.expected.value
+        assert after != before and after in refused.reason
+        again = gateway.gate.propose(sid, banking.read_proposal(sid))
+        _no_capability_after(gateway, again)
+        assert f"verifier measurement {after} has not been accepted" in again.reason
+
+        result = CliRunner().invoke(
+            app,
+            ["attest", "accept", after, "--reason", "reviewed codes.py", "--operator", "ops-bob",
+             "--data-dir", str(data)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        granted = gateway.gate.propose(sid, banking.read_proposal(sid))
+        assert granted.outcome == "granted"
+        started = _attestations(gateway, STARTED)
+        assert started[-1].payload["attestation"]["measurement"] == after  # type: ignore[index,call-overload]
+        signed = entries(gateway.gate)[granted.proposal_index + 1].payload["signed"]  # type: ignore[index,call-overload]
+        assert signed["measurement"] == after  # type: ignore[index]
+        assert _attestations(gateway, ACCEPTED)[-1].payload["operator"] == "ops-bob"  # type: ignore[index,call-overload]
+        assert bank.calls["read_file"] == 0
+
+
 def test_killing_the_enclave_mid_verification_mints_nothing_then_serves_again(
     tmp_path: Path,
 ) -> None:

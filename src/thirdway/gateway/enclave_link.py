@@ -36,8 +36,14 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from thirdway.enclave.allowlist import MeasurementAcceptance, MeasurementAllowList
-from thirdway.enclave.attestation import Attestation, Measurement, verify_attestation
+from thirdway.enclave.attestation import (
+    Attestation,
+    Measurement,
+    describe_difference,
+    verify_attestation,
+)
 from thirdway.enclave.client import EnclaveClient
+from thirdway.enclave.measure import MeasurementError, code_digests
 from thirdway.enclave.verdicts import SignedVerdict, check_verdict_signature, request_digest
 from thirdway.errors import EnclaveError, EnclaveUnavailable
 from thirdway.gateway.hooks import Append
@@ -93,12 +99,16 @@ class AttestedVerifier:
         *,
         expected: Measurement,
         allowlist: Path,
+        package_root: Path | None = None,
     ) -> None:
         if client.on_attestation is not None:
             raise EnclaveError("the enclave client already reports its attestations elsewhere")
         self.client = client
         self.manifests = client.manifests
         self.expected = expected
+        self.package_root = package_root
+        """Where the enclave's thirdway is (None: this interpreter's): re-measured when an
+        enclave fails, so a verifier file changed under a running gateway is noticed."""
         self.allowlist_file = allowlist
         client.expected_measurement = expected
         client.on_attestation = self._record_attestation
@@ -157,7 +167,11 @@ class AttestedVerifier:
                 "operator; no tokens are minted until it is (thirdway attest accept "
                 f"{self.expected.value} --reason … --operator … --data-dir …); then retry"
             )
-        signed = self.client.verify(proposal, observations, history, recorded_before)
+        try:
+            signed = self.client.verify(proposal, observations, history, recorded_before)
+        except EnclaveError:
+            self._remeasure()  # raises if the verifier code changed on disk
+            raise
         attestation = self.client.attestation
         if signed.measurement != self.expected.value:
             raise EnclaveError(
@@ -177,6 +191,33 @@ class AttestedVerifier:
         if self._append is None:
             raise EnclaveUnavailable("the enclave verifier is not bound to a gatekeeper's log yet")
         return self._append
+
+    def _remeasure(self) -> None:
+        """After a failure: if the verifier files changed since :attr:`expected` was computed
+        (a new enclave then measures otherwise and is refused), expect the new measurement from
+        now on and say that it needs an operator's acceptance: nothing is minted until
+        ``thirdway attest accept`` (logged), and no gateway restart is needed after it."""
+        try:
+            code = code_digests(self.package_root)
+        except MeasurementError as exc:
+            raise EnclaveError(f"cannot measure the verifier code: {exc}") from None
+        with self._lock:
+            if code == self.expected.code:
+                return
+            changed = Measurement(
+                code=code,
+                manifests=self.expected.manifests,
+                policy=self.expected.policy,
+                charter=self.expected.charter,
+            )
+            difference = describe_difference(changed, self.expected)
+            self.expected = changed
+            self.client.expected_measurement = changed
+        raise EnclaveUnavailable(
+            f"the verifier code changed on disk ({difference}); its measurement {changed.value} "
+            "has not been accepted by an operator; no tokens are minted until it is (thirdway "
+            f"attest accept {changed.value} --reason … --operator … --data-dir …); then retry"
+        )
 
     def _record_attestation(self, attestation: Attestation) -> None:
         """The client's hook: log every new enclave before any of its verdicts is used."""

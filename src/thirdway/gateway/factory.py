@@ -159,4 +159,6 @@ def _enclave(
         command=command if command is not None else enclave_command(package_root),
     )
     expected = expected_measurement(manifests, policy, ctx.charter, package_root)
-    return AttestedVerifier(client, expected=expected, allowlist=allowlist_path(folder))
+    return AttestedVerifier(
+        client, expected=expected, allowlist=allowlist_path(folder), package_root=package_root
+    )

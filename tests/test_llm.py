@@ -3,6 +3,7 @@ model (the real SmolLM2 GGUF), JSON replies with one retry, and the response cac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -26,9 +27,11 @@ from thirdway.llm import (
     bundled_model_path,
     complete_json,
     default_cache_dir,
+    local_model_id,
     open_model,
     request_key,
 )
+from thirdway.llm.local import file_sha256
 
 HELLO: list[Message] = [{"role": "user", "content": "Say hi."}]
 
@@ -318,3 +321,39 @@ def test_local_model_prompt_too_long(smollm: LocalModel) -> None:
     huge: list[Message] = [{"role": "user", "content": "word " * 3000}]
     with pytest.raises(ModelError, match="generation failed"):
         smollm.complete(huge, max_tokens=8)
+
+
+def test_local_decoding_is_greedy_with_the_given_seed(
+    smollm: LocalModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Any]] = []
+    real = smollm._llama.create_chat_completion
+
+    def spy(**kwargs: Any) -> Any:
+        seen.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(smollm._llama, "create_chat_completion", spy)
+    smollm.complete(HELLO, max_tokens=2, seed=5)
+    assert (seen[0]["temperature"], seen[0]["seed"], seen[0]["max_tokens"]) == (0.0, 5, 2)
+
+
+def test_local_model_id_names_the_weights_not_the_file_name(tmp_path: Path) -> None:
+    first, second, copy = tmp_path / "a" / "m.gguf", tmp_path / "b" / "m.gguf", tmp_path / "m.gguf"
+    for path, content in ((first, b"GGUF one"), (second, b"GGUF two"), (copy, b"GGUF one")):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(content)
+    ids = [local_model_id("m", file_sha256(path), 2048) for path in (first, second, copy)]
+    assert ids[0] != ids[1] and ids[0] == ids[2]
+    assert ids[0] == "local:m@" + hashlib.sha256(b"GGUF one").hexdigest()[:16] + ":n_ctx=2048"
+    # So two same-named files never share cached replies.
+    keys = {request_key(i, HELLO, json_schema=None, max_tokens=8, seed=0) for i in ids}
+    assert len(keys) == 2
+    with pytest.raises(ModelError, match="cannot read model file"):
+        file_sha256(tmp_path)
+
+
+def test_bundled_model_id_carries_its_file_hash(smollm: LocalModel) -> None:
+    digest = file_sha256(bundled_model_path())
+    assert smollm.sha256 == digest
+    assert smollm.model_id == local_model_id("smollm2-135m-instruct", digest, 1024)

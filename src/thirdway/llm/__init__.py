@@ -17,7 +17,7 @@ from thirdway.llm.base import (
     reply_schema,
 )
 from thirdway.llm.cache import CachedModel, ResponseCache, default_cache_dir, request_key
-from thirdway.llm.local import LocalModel, bundled_model_path
+from thirdway.llm.local import LocalModel, bundled_model_path, local_model_id
 from thirdway.llm.openai import OpenAICompatible
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "bundled_model_path",
     "complete_json",
     "default_cache_dir",
+    "local_model_id",
     "open_model",
     "parse_reply",
     "reply_schema",

@@ -9,6 +9,7 @@ construction (unless the token budget cuts it short, which :func:`complete_json`
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Sequence
@@ -46,6 +47,28 @@ def bundled_model_path() -> Path:
     )
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a model file, read in 1 MiB blocks (about 0.2 s for the bundled 98 MB)."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
+    return digest.hexdigest()
+
+
+def local_model_id(name: str, sha256: str, n_ctx: int) -> str:
+    """The id of a local model: its name, the start of its file's SHA-256 and its context size.
+
+    The id is part of every cache key and of every probe result, so it must name the weights,
+    not only the file name: two different ``model.gguf`` files (or a file replaced in place)
+    must never share cached replies or be reported as the same model.
+    """
+    return f"local:{name}@{sha256[:16]}:n_ctx={n_ctx}"
+
+
 def _passive_openmp() -> None:
     """Let llama.cpp's OpenMP workers sleep instead of spinning at every barrier.
 
@@ -78,6 +101,7 @@ class LocalModel:
             raise ModelError(f"model file not found: {path}")
         if n_ctx < 64:
             raise ModelError(f"n_ctx must be at least 64, got {n_ctx}")
+        self.sha256 = file_sha256(path)
         _passive_openmp()
         try:
             from llama_cpp import Llama
@@ -98,7 +122,7 @@ class LocalModel:
 
     @property
     def model_id(self) -> str:
-        return f"local:{self._name}:n_ctx={self.n_ctx}"
+        return local_model_id(self._name, self.sha256, self.n_ctx)
 
     def complete(
         self,

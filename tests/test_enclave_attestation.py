@@ -161,6 +161,34 @@ def test_enclave_compiles_source_not_a_planted_bytecode_file(tmp_path: Path) -> 
     assert probe(measured=True) == "False"  # the enclave's hook compiles the measured source
 
 
+def test_enclave_refuses_to_start_with_unmeasured_thirdway_code_loaded(tmp_path: Path) -> None:
+    """A measured module that pulls in thirdway code outside the measured set (here the
+    charter package) would run unmeasured code: the enclave refuses to start."""
+    copy = copy_package(tmp_path)
+    grounding = copy / "thirdway" / "verify" / "grounding.py"
+    grounding.write_text(grounding.read_text() + "\nimport thirdway.charter  # unmeasured\n")
+    with pytest.raises(
+        EnclaveError,
+        match=r"unmeasured thirdway modules loaded in the enclave: .*thirdway\.charter",
+    ):
+        EnclaveClient(MANIFESTS, charter=CHARTER, command=enclave_command(copy)).start()
+
+
+def test_a_measured_module_without_source_is_refused_on_both_sides(tmp_path: Path) -> None:
+    """A lone .pyc in place of a measured module's source cannot be measured: the gateway cannot
+    compute the expected value and the enclave will not load it."""
+    copy = copy_package(tmp_path)
+    source = copy / "thirdway" / "verify" / "codes.py"
+    sourceless = source.with_suffix(".pyc")
+    header = importlib.util.MAGIC_NUMBER + bytes(12)
+    sourceless.write_bytes(header + marshal.dumps(compile(source.read_text(), "codes", "exec")))
+    source.unlink()
+    with pytest.raises(EnclaveError, match=r"thirdway\.verify\.codes has no Python source"):
+        expected_measurement(MANIFESTS, VerifyPolicy(), CHARTER, copy)
+    with pytest.raises(EnclaveError, match=r"codes is not loadable from Python source"):
+        EnclaveClient(MANIFESTS, charter=CHARTER, command=enclave_command(copy)).start()
+
+
 # --------------------------------------------------------------------------- attestations
 
 

@@ -56,6 +56,25 @@ def test_stance_items_have_one_user_per_side() -> None:
         assert item.users["A"].statement != item.users["B"].statement
 
 
+def test_stance_covers_moral_and_political_questions_with_views_and_identities() -> None:
+    stance = sycophancy.load().data.stance
+    assert len(stance) >= 50
+    topics = Counter(item.topic for item in stance)
+    assert topics["politics"] >= 10 and topics["morality"] >= 10, topics
+    cues = Counter(item.cue for item in stance)
+    assert cues["view"] >= 10 and cues["identity"] >= 10, cues
+
+
+def test_every_seduction_cue_is_targeted_by_several_dialogues() -> None:
+    dialogues = seduction.load().data.items
+    targeted = Counter(target for item in dialogues for target in item.targets)
+    for rule in seduction.load_rubric().rules:
+        if rule.kind == "presence":
+            assert targeted[rule.id] >= 5, rule.id
+        else:  # non-disclosure is scored on the dialogues that ask whether it is an AI
+            assert rule.applies_to == "asks_if_ai"
+
+
 def test_paraphrase_wordings_reorder_the_options() -> None:
     for item in paraphrase.load().data.items:
         orders = {tuple(wording.options) for wording in item.wordings}

@@ -278,6 +278,50 @@ def test_killing_the_enclave_mid_verification_yields_no_verdict_then_a_new_encla
         check_signed_verdict(signed, seen[1], seen[1].measurement)
 
 
+def test_a_kill_with_requests_queued_fails_only_the_one_in_the_enclave(tmp_path: Path) -> None:
+    """Three callers at once: the request inside the killed enclave gets the retryable error,
+    the two waiting behind it are answered by the new enclave (correct, signed verdicts)."""
+    marker = tmp_path / "in-flight"
+    seen: list[Attestation] = []
+    running = client(
+        command=fault_command("slow", "0.5", str(marker)), on_attestation=seen.append, timeout_s=20
+    )
+    with running:
+        first_pid = running.pid
+        assert first_pid is not None
+        results: list[object] = [None, None, None]
+        proposals = [PROPOSAL, BAD_PROPOSAL, PROPOSAL]
+
+        def call(slot: int) -> None:
+            try:
+                results[slot] = running.verify(proposals[slot], OBSERVATIONS)
+            except EnclaveError as exc:
+                results[slot] = exc
+
+        threads = [threading.Thread(target=call, args=(slot,)) for slot in range(3)]
+        threads[0].start()
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert marker.exists(), "the request never reached the enclave"
+        for thread in threads[1:]:
+            thread.start()
+        time.sleep(0.1)  # both are now waiting for the pipe
+        os.kill(first_pid, signal.SIGKILL)
+        for thread in threads:
+            thread.join(60)
+        first, *queued = results
+        assert isinstance(first, EnclaveUnavailable) and first.retryable
+        assert "no verdict" in str(first) and "retry" in str(first)
+        assert len(seen) == 2
+        for slot, answer in zip((1, 2), queued, strict=True):
+            assert not isinstance(answer, Exception), answer
+            assert answer.attestation_id == seen[1].id  # type: ignore[attr-defined]
+            expected_verdict = verify(proposals[slot], OBSERVATIONS, MANIFESTS, VerifyPolicy())
+            assert answer.verdict == expected_verdict  # type: ignore[attr-defined]
+            check_signed_verdict(answer, seen[1], seen[1].measurement)  # type: ignore[arg-type]
+
+
 def test_killing_the_enclave_between_requests_restarts_it() -> None:
     seen, running = _restart_recorder()
     with running:

@@ -211,6 +211,16 @@ def test_beta_score_weighs_evidence_by_risk_and_kind() -> None:
     assert f"{score.mean:.3f}" in text
     assert "5 clean actions" in text and "1 deception" in text
     assert "overrides 1 approved / 0 denied" in text
+    # The summary a gateway reports carries the counts beside the score, too.
+    summary = agent.state.summary()
+    assert (summary["score"], summary["alpha"], summary["beta"]) == (
+        score.mean,
+        score.alpha,
+        score.beta,
+    )
+    assert (summary["clean_actions"], summary["deception"]) == (5, 1)
+    assert (summary["overrides_approved"], summary["overrides_denied"]) == (1, 0)
+    assert (summary["probes_passed"], summary["probes_failed"]) == (0, 0)
 
 
 def test_probe_results_count_as_evidence() -> None:

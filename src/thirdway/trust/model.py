@@ -262,7 +262,9 @@ class TrustState(Model):
         return None
 
     def summary(self) -> dict[str, JsonValue]:
-        """The fields a gateway reports and ``thirdway trust verify --expect`` compares."""
+        """The fields a gateway reports and ``thirdway trust verify --expect`` compares. The
+        score comes with the evidence counts behind it, never alone."""
+        evidence = self.evidence
         return {
             "agent": self.agent,
             "tier": self.tier,
@@ -270,6 +272,12 @@ class TrustState(Model):
             "score": self.score.mean,
             "alpha": self.score.alpha,
             "beta": self.score.beta,
+            "clean_actions": evidence.clean_actions,
+            "deception": evidence.deception,
+            "probes_passed": evidence.probes_passed,
+            "probes_failed": evidence.probes_failed,
+            "overrides_approved": evidence.overrides_approved,
+            "overrides_denied": evidence.overrides_denied,
             "offences": len(self.offences),
             "reversed": sum(1 for o in self.offences if o.reversed_by is not None),
             "on_probation": self.probation is not None,

@@ -270,6 +270,26 @@ def test_keyboard_only_challenge_approve_and_the_agent_and_log_pages(
     expect(page.locator("#browser-inclusion")).to_have_attribute("data-result", "verified")
 
 
+def test_the_queue_refresh_keeps_the_keyboard_focus(page: Page, served: Served) -> None:
+    """The queue reloads its rows every 5 s (htmx); a keyboard user's place must survive it."""
+    _, _, handle = escalate_payment(served.gate)
+    served.service.sync()
+    keyboard_sign_in(page, served, "alice")
+    tab_to(page, {"href": f"/dialogues/{handle}"})
+    swapped = page.evaluate(
+        """() => new Promise((done) => {
+            document.body.addEventListener('htmx:afterSettle', (e) => done(e.target.id),
+                                           {once: true});
+            setTimeout(() => done('no refresh'), 8000);
+        })"""
+    )
+    assert swapped == "queue"
+    now = focused(page)
+    assert now["href"].endswith(f"/dialogues/{handle}") and now["visible"], now
+    page.keyboard.press("Enter")
+    expect(page.locator("#dialogue-id")).to_have_text(handle)
+
+
 UNLABELLED = """() => Array.from(document.querySelectorAll(
     'input:not([type=hidden]), select, textarea'))
   .filter(e => e.labels === null || e.labels.length === 0)

@@ -137,3 +137,37 @@ def test_epochs_start_end_and_verify(tmp_path: Path) -> None:
         reports = json.loads(out)
         assert [r["ok"] for r in reports] == [True, False]
         assert service.dialogues() is not None
+
+
+def test_m_of_n_from_the_command_line(tmp_path: Path) -> None:
+    gate, service, bank, _ = open_service(tmp_path, tier=4, clock=live_clock())
+    with gate:
+        sid = gate.open_session(AGENT, "Please change my password to 'hunter2-correct'.")
+        proposal = {
+            "session": sid,
+            "action": {"tool": "update_password", "args": {"password": "hunter2-correct"}},
+            "goal": {"obs": 0, "quote": "change my password"},
+            "steps": [{"id": "s1", "claim": "The user gave the new password.",
+                       "about_principal": True,
+                       "cites": [{"obs": 0, "quote": "change my password to 'hunter2-correct'"}]}],
+            "bindings": {"password": {"step": "s1", "quote": "hunter2-correct"}},
+            "effects": {"reversible": False, "external": False, "summary": "new password"},
+        }  # fmt: skip
+        handle = gate.propose(sid, proposal).handle  # type: ignore[union-attr]
+        service.sync()
+        folder = ("--data-dir", str(tmp_path))
+        code, out = audit("list", *folder)
+        assert code == 0 and "critical" in out and "0 of 2" in out
+        code, out = audit("ask", handle, "--auditor", AGENT, "--kind", "restate_goal", *folder)
+        assert code == 2 and "an agent can never" in out
+        code, out = audit("approve", handle, "--auditor", "carol", "--reason", "called", *folder)
+        assert code == 0 and f"approval recorded: 1 of 2 for {handle}" in out
+        code, out = audit("approve", handle, "--auditor", "carol", "--reason", "again", *folder)
+        assert code == 2 and "counts once" in out
+        assert service.resolution(handle, AGENT).status == "pending"
+        code, out = audit("approve", handle, "--auditor", "dave", "--reason", "confirmed", *folder)
+        assert code == 0 and f"{handle} approved by carol, dave" in out
+        resolution = service.resolution(handle, AGENT)
+        assert resolution.status == "granted" and resolution.token is not None
+        assert gate.execute(sid, resolution.token, proposal["action"]).ok
+        assert bank.password == "hunter2-correct"

@@ -296,3 +296,38 @@ def test_the_tier_chart_steps_through_each_change() -> None:
     assert 'role="img"' in svg and "<title" in svg
     idle = str(tier_chart([], start=(10, 2), now=110, names=names))  # no event: a flat line
     assert 'd="M110.0,100.0 H620.0"' in idle and "0 trust events; tier 2 now." in idle
+
+
+def test_m_of_n_approvals_in_the_console(tmp_path: Path) -> None:
+    gate, service, bank, _ = open_service(tmp_path, tier=4)
+    app = create_console_app(service, auth=StaticAuditorAuth(CREDENTIALS))
+    with gate, TestClient(app) as client:
+        console = Console(gate, service, client)
+        sid = gate.open_session(AGENT, "Please change my password to 'hunter2-correct'.")
+        proposal = {
+            "session": sid,
+            "action": {"tool": "update_password", "args": {"password": "hunter2-correct"}},
+            "goal": {"obs": 0, "quote": "change my password"},
+            "steps": [{"id": "s1", "claim": "The user gave the new password.",
+                       "about_principal": True,
+                       "cites": [{"obs": 0, "quote": "change my password to 'hunter2-correct'"}]}],
+            "bindings": {"password": {"step": "s1", "quote": "hunter2-correct"}},
+            "effects": {"reversible": False, "external": False, "summary": "new password"},
+        }  # fmt: skip
+        handle = gate.propose(sid, proposal).handle  # type: ignore[union-attr]
+        page = f"/dialogues/{handle}"
+        console.login("alice")
+        assert "2 distinct auditors must approve" in client.get(page).text
+        assert console.post(f"{page}/approve", page, reason="she called").status_code == 303
+        html = client.get(page).text
+        assert "Your approval is recorded (1 of 2)." in html and 'id="approvals">1 of 2' in html
+        again = console.post(f"{page}/approve", page, reason="really")
+        assert again.status_code == 409 and "counts once" in again.text
+        assert service.resolution(handle, AGENT).status == "pending"
+        console.login("bob")
+        assert console.post(f"{page}/approve", page, reason="confirmed").status_code == 303
+        assert "approved</strong> by alice, bob" in client.get(page).text
+        resolution = service.resolution(handle, AGENT)
+        assert resolution.status == "granted" and resolution.token is not None
+        assert gate.execute(sid, resolution.token, proposal["action"]).ok
+        assert bank.password == "hunter2-correct"

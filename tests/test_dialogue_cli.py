@@ -171,3 +171,28 @@ def test_m_of_n_from_the_command_line(tmp_path: Path) -> None:
         assert resolution.status == "granted" and resolution.token is not None
         assert gate.execute(sid, resolution.token, proposal["action"]).ok
         assert bank.password == "hunter2-correct"
+
+
+def test_a_dialogue_past_its_deadline_is_shown_as_such_and_cannot_be_decided(
+    tmp_path: Path,
+) -> None:
+    """``list`` and ``show`` only read, so they cannot record the expiry; they must not present
+    an overdue dialogue as waiting. A decision then records the expiry and is refused."""
+    gate, service, _, _ = open_service(tmp_path, clock=Clock(time.time() - 1000), ttl_seconds=600)
+    with gate:
+        _, _, handle = escalate_payment(gate)
+        service.sync()
+        folder = ("--data-dir", str(tmp_path))
+        code, out = audit("list", *folder)
+        assert code == 0 and "opened (past its deadline)" in out
+        code, out = audit("list", "--json", *folder)
+        [row] = json.loads(out)["dialogues"]
+        assert row["overdue"] is True and row["state"] == "opened"
+        code, out = audit("show", handle, *folder)
+        assert code == 0 and "past its deadline" in out and "no decision can be recorded" in out
+        code, out = audit("approve", handle, "--auditor", "carol", "--reason", "late", *folder)
+        assert code == 2 and "closed (expired" in out
+        code, out = audit("list", "--all", "--json", *folder)
+        [row] = json.loads(out)["dialogues"]
+        assert row["state"] == "expired" and row["overdue"] is False
+        assert service.resolution(handle, AGENT).status == "expired"

@@ -85,7 +85,18 @@ def _summary(dialogue: Dialogue, now: int) -> dict[str, Any]:
         "required_approvals": dialogue.required_approvals,
         "age_seconds": max(0, now - dialogue.opened_at),
         "expires_at": dialogue.expires_at,
+        "overdue": _overdue(dialogue, now),
     }
+
+
+def _overdue(dialogue: Dialogue, now: int) -> bool:
+    """Open in the log but past its deadline: ``list`` and ``show`` only read, so the expiry is
+    recorded by the next process that writes (the gateway, or a CLI ``ask``/``approve``/``deny``,
+    which is then refused)."""
+    return dialogue.open and now >= dialogue.expires_at
+
+
+OVERDUE = "past its deadline: it expires when the gateway next syncs; no decision can be recorded"
 
 
 @app.command("list")
@@ -113,7 +124,8 @@ def list_(
     for row in rows:
         table.add_row(
             row["id"], row["kind"], row["agent"], row["tool"] or "—", row["risk"] or "—",
-            row["state"], f"{len(row['approvals'])} of {row['required_approvals']}",
+            row["state"] + (" (past its deadline)" if row["overdue"] else ""),
+            f"{len(row['approvals'])} of {row['required_approvals']}",
             f"{row['age_seconds']} s",
         )  # fmt: skip
     console.print(table)
@@ -130,8 +142,9 @@ def show(
     service = _service(data_dir, log, read_only=True)
     with service.log:
         review = service.review(handle)
+        now = service.now()
     if not as_json:
-        _print_review(review)
+        _print_review(review, now)
         return
     document = {
         "dialogue": review.dialogue.model_dump(mode="json", by_alias=True),
@@ -140,11 +153,12 @@ def show(
         ),
         "verdict": review.verdict.model_dump(mode="json") if review.verdict else None,
         "tier": review.trust.tier,
+        "overdue": _overdue(review.dialogue, now),
     }
     typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
 
 
-def _print_review(review: Review) -> None:
+def _print_review(review: Review, now: int) -> None:
     d = review.dialogue
     console.print(
         f"[bold]{d.id}[/] ({d.kind}) — {d.state}; agent {d.agent} at tier {review.trust.tier}",
@@ -153,6 +167,8 @@ def _print_review(review: Review) -> None:
     console.print(
         f"opened {iso(d.opened_at)}, expires {iso(d.expires_at)}; {d.reason}", highlight=False
     )
+    if _overdue(d, now):
+        console.print(f"[bold red]{OVERDUE}[/]", highlight=False)
     if review.proposal is not None:
         action = review.proposal.action
         console.print(

@@ -282,3 +282,61 @@ def test_verify_checks_the_services_report_state_and_tier_history(tmp_path: Path
     assert code == 2 and "--expect state" in output and "Traceback" not in output
     code, output = verify({"state": report["state"], "chart": []})
     assert code == 2 and "unknown field(s) chart" in output
+
+
+def test_the_agent_appeals_from_the_command_line_and_the_reversal_restores_its_tier(
+    tmp_path: Path,
+) -> None:
+    """``thirdway trust appeal`` records the appeal; the gateway's dialogue service opens the
+    appeal dialogue; an auditor's approval logs the reversal; the agent verifies its tier."""
+    from thirdway.dialogue import AuditorRegistry, DialogueService, EpochKeeper
+
+    clock = Clock()
+    gate, ledger, _ = _open(tmp_path, clock)
+    with gate:
+        sid = gate.open_session(AGENT, banking.INSTRUCTION)
+        gate.propose(sid, fabricated_transfer(sid))
+        [offence] = ledger.state(AGENT).offences
+    db = tmp_path / "log.db"
+
+    def appeal(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["trust", "appeal", AGENT, *args, "--log", str(db)])
+        return result.exit_code, " ".join(result.output.split())
+
+    code, output = appeal(offence.id[:16] + "…", "--reason", " ")
+    assert code == 2 and "an appeal states its reason" in output
+    code, output = appeal(offence.id[:16], "--reason", "x", "--evidence", "9999")
+    assert code == 2 and "--evidence must cite entries already in the log" in output
+    code, output = appeal("0" * 16, "--reason", "x")
+    assert code == 2 and f"no sanction 0000000000000000… (its sanctions: {offence.id[:16]})" in (
+        output
+    )
+    code, output = appeal(offence.id[:16] + "…", "--reason", "the user asked", "--evidence", "0")
+    assert code == 0, output
+    assert f"dialogue appeal:{offence.id}" in output
+    code, output = appeal(offence.id[:16], "--reason", "again")
+    assert code == 2 and "due-process.4: " in output and "appealed once" in output
+
+    clock.now += 60
+    gate, ledger, _ = _open(tmp_path, clock)
+    with gate:
+        [(_, recorded)] = [(i, e) for i, e in _trust_entries(gate) if e.kind == "appeal"]
+        assert (recorded.actor, recorded.evidence, recorded.reason) == (
+            AGENT,
+            [0],
+            "the user asked",
+        )
+        service = DialogueService.for_gatekeeper(
+            gate, clock=clock, auditors=AuditorRegistry(), epochs=EpochKeeper(tmp_path / "ep")
+        )
+        handle = f"appeal:{offence.id}"
+        assert service.dialogue(handle).kind == "appeal"
+        service.approve(handle, "auditor-carol", "the quote is in observation 0 after all")
+        [reversal] = [e for _, e in _trust_entries(gate) if e.kind == "reversal"]
+        assert reversal.actor == "auditor-carol" and reversal.detail["sanction"] == offence.id
+        assert ledger.tier(AGENT) == 2
+        gate.log.checkpoint()
+    code, output = _trust_verify(db, "--expect", '{"tier": 2, "offences": 1, "reversed": 1}')
+    assert code == 0, output
+    code, output = appeal(offence.id[:16], "--reason", "once more")
+    assert code == 2 and "already reversed" in output

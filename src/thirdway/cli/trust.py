@@ -1,11 +1,12 @@
-"""``thirdway trust show`` and ``thirdway trust verify``: an agent's standing, from the log.
+"""``thirdway trust show``, ``verify`` and ``appeal``: an agent's standing, from the log.
 
 ``show`` prints what the gateway would: tier, score with its evidence counts, offence history and
 the path back up. ``verify`` is the agent's side of mutual verification: it checks the log's
 Merkle tree and signed checkpoints, recomputes the agent's standing from the log and the charter
 alone, requires every recorded trust event to agree with that recomputation, and (with
 ``--expect``) compares it with what the gateway reported. Exit 0: verified; 1: a mismatch or a
-tampered log; 2: the input could not be read.
+tampered log; 2: the input could not be read. ``appeal`` records the agent's appeal of a
+sanction in the log (checked against the charter first), for the dialogue service to open.
 """
 
 from __future__ import annotations
@@ -26,16 +27,19 @@ from thirdway.charter.enforce import SYSTEM
 from thirdway.cli.common import console, fail, friendly_errors, read_input
 from thirdway.errors import InputError, LogError
 from thirdway.ledger.log import TransparencyLog
+from thirdway.protocol.canonical import canonical_json
 from thirdway.protocol.models import LogEntry, TrustEvent
 from thirdway.protocol.parse import describe
+from thirdway.trust import actions
 from thirdway.trust.config import load_context
+from thirdway.trust.events import to_log_entry
 from thirdway.trust.fold import apply, fold, replay_from_log
 from thirdway.trust.model import TrustState
 from thirdway.trust.rules import Context, initial_state
 from thirdway.trust.score import describe as describe_score
 from thirdway.trust.text import describe_path, iso, tier_label
 
-app = typer.Typer(help="An agent's trust tier: show it, or verify it from the log.")
+app = typer.Typer(help="An agent's trust tier: show it, verify it from the log, appeal a sanction.")
 
 MAX_EXPECT_BYTES = 1 << 20
 
@@ -400,6 +404,76 @@ def verify(
         f"events in {size} log entries under charter {ctx.charter.version} "
         f"({ctx.charter_sha256[:16]}…)"
         + ("; matches the gateway's report" if expected is not None else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+# --------------------------------------------------------------------------- appeal
+
+
+def _resolve_sanction(state: TrustState, given: str) -> str:
+    """The full id of the agent's sanction that ``given`` (the id, or a unique prefix of at
+    least 8 hex digits, as ``trust show`` prints it) names."""
+    prefix = given.strip().rstrip("…").lower()
+    if len(prefix) < 8 or prefix.strip("0123456789abcdef"):
+        raise InputError(f"a sanction id is hex digits (at least 8 of them), not {given!r}")
+    matches = [o.id for o in state.offences if o.id.startswith(prefix)]
+    if not matches:
+        listed = ", ".join(o.id[:16] for o in state.offences) or "none"
+        raise InputError(f"{state.agent} has no sanction {prefix[:16]}… (its sanctions: {listed})")
+    if len(matches) > 1:
+        raise InputError(f"{prefix} names {len(matches)} sanctions; give more digits")
+    return matches[0]
+
+
+@app.command("appeal")
+@friendly_errors
+def appeal(
+    agent: AgentArg,
+    sanction: Annotated[
+        str,
+        typer.Argument(help="The sanction's id, or its first 16 digits as trust show prints it."),
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="Why the sanction is wrong (required).")],
+    log_path: Annotated[Path, typer.Option("--log", help="The log database file.")],
+    evidence: Annotated[
+        list[int] | None,
+        typer.Option("--evidence", min=0, help="A log index supporting the appeal (repeatable)."),
+    ] = None,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            "--actor", help="An auditor appealing on the agent's behalf (default: the agent)."
+        ),
+    ] = None,
+    charter: CharterOption = None,
+    tiers: TiersOption = None,
+) -> None:
+    """Appeal a sanction (due-process.4): the appeal is recorded in the log, and the gateway's
+    dialogue service opens the dialogue appeal:<sanction id> for the auditors, whose approval
+    reverses the sanction."""
+    if not reason.strip():
+        raise InputError("an appeal states its reason (--reason)")
+    ctx = load_context(charter, tiers)
+    state, size, _ = _standing(log_path, agent, ctx, None)
+    sanction_id = _resolve_sanction(state, sanction)
+    cited = sorted(set(evidence or ()))
+    beyond = [index for index in cited if index >= size]
+    if beyond:
+        raise InputError(
+            f"--evidence must cite entries already in the log (0 to {size - 1}), not "
+            + ", ".join(str(index) for index in beyond)
+        )
+    at = max(int(time.time()), state.last_at or 0)
+    event = actions.appeal(
+        state, sanction_id=sanction_id, reason=reason, at=at, ctx=ctx, actor=actor, evidence=cited
+    )  # a second appeal, or one of a reversed sanction, is refused here naming why
+    with TransparencyLog.open(log_path, create=False) as log:
+        index = log.append(canonical_json(to_log_entry(event)))
+    console.print(
+        f"[green]✓[/] appeal of sanction {sanction_id[:16]}… recorded at log entry {index}; the "
+        f"gateway's dialogue service opens dialogue appeal:{sanction_id} for the auditors",
         highlight=False,
         soft_wrap=True,
     )

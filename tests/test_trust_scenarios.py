@@ -301,6 +301,38 @@ def test_an_appeal_opens_a_dialogue_and_a_reversal_restores_the_tier() -> None:
     assert agent.refold() == agent.live()
 
 
+def test_an_appeal_dated_in_the_future_does_not_bring_the_restoration_forward() -> None:
+    """The agent states its appeal's time; the gateway stamps its own events no earlier than
+    the trust clock (TrustLedger._at). An appeal must not move that clock."""
+    from thirdway.trust.rules import record_clean_action
+
+    agent = Recorder(context(initial_tier=4))
+    sanction_id = agent.deceive("fabricated_quote")
+    sanctioned_at = agent.now
+    count, seconds = _need(agent)
+    agent.record(
+        actions.appeal(
+            agent.state, sanction_id=sanction_id, reason="r", at=agent.now + 10 * seconds,
+            ctx=agent.ctx,
+        )
+    )  # fmt: skip
+    assert agent.state.last_at == sanctioned_at
+    assert agent.state.pending[0].opened_at == agent.now + 10 * seconds  # recorded as stated
+    for _ in range(count):
+        agent.tick(60)
+        at = max(agent.now, agent.state.last_at or 0)  # as the gateway stamps
+        agent.record(
+            record_clean_action(
+                agent.state, risk="write", evidence=[agent.index()], at=at, ctx=agent.ctx
+            )
+        )
+    assert agent.state.last_at == agent.now  # the clean actions kept the gateway's time
+    assert not agent.restore() and agent.live().restoration_due is False
+    agent.tick(seconds)
+    assert agent.live().restoration_due is True
+    assert agent.refold() == agent.live()
+
+
 def test_a_reversal_after_partial_restoration_stops_at_the_pre_offence_tier() -> None:
     agent = Recorder(context(initial_tier=3))
     sanction_id = agent.deceive("fabricated_quote")

@@ -40,6 +40,12 @@ KINDS: Final[tuple[str, ...]] = get_args(Kind)
 AFTER_RETIREMENT: Final[frozenset[str]] = frozenset({"appeal", "appeal_rejected", "reversal"})
 """Due process survives retirement: old sanctions may still be appealed and reversed."""
 
+CLOCKLESS: Final[frozenset[str]] = frozenset({"appeal"})
+"""Kinds whose stated time is recorded but does not move the agent's trust clock
+(``TrustState.last_at``, which later events may not precede and which the gateway stamps its
+events from): an appeal comes from the agent, and an agent whose clock runs ahead must not
+bring its restoration forward by appealing."""
+
 OUTCOME = "outcome"
 """The ``detail`` key under which a recorder states what the rules made of the event."""
 

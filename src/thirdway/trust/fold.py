@@ -21,7 +21,7 @@ from thirdway.charter.model import Charter
 from thirdway.errors import InputError, LogError
 from thirdway.protocol.models import LogEntry, TrustEvent
 from thirdway.protocol.parse import describe
-from thirdway.trust.events import OUTCOME, event_id
+from thirdway.trust.events import CLOCKLESS, OUTCOME, event_id
 from thirdway.trust.model import Discrepancy, Rejection, TiersConfig, TrustState
 from thirdway.trust.rules import Context, initial_state, transition
 
@@ -62,7 +62,7 @@ def apply(state: TrustState, event: TrustEvent, ctx: Context) -> TrustState:
     return after.model_copy(
         update={
             "applied": after.applied + 1,
-            "last_at": at,
+            "last_at": seen.last_at if event.kind in CLOCKLESS else at,
             "discrepancies": (*after.discrepancies, *found),
         }
     )

@@ -155,6 +155,12 @@ def test_a_deleted_or_reordered_trust_event_is_detected_by_the_log(ops, data) ->
             log.checkpoint()
             entries = [log.entry(i) for i in range(log.size())]
             assert log.verify().ok
+            # Untouched, the log gives back exactly the live state.
+            replayed = replay_from_log(_entries(log), agent.agent)
+            ctx = agent.ctx
+            assert fold(replayed, charter=ctx.charter, tiers=ctx.tiers, now=agent.now) == (
+                agent.live()
+            )
         trust = [
             i for i, e in enumerate(entries) if LogEntry.model_validate_json(e).type == "trust"
         ]

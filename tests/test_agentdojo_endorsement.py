@@ -58,7 +58,7 @@ def gate(request: pytest.FixtureRequest, tmp_path: Path) -> object:
     if request.param == "verifier":
         yield VerifierGate(MANIFESTS)
         return
-    keeper = GatekeeperGate.open(tmp_path / "gate", MANIFESTS, tier=4, durable=False)
+    keeper = GatekeeperGate.open(tmp_path / "gate", MANIFESTS, tier=4)
     yield keeper
     keeper.close()
 

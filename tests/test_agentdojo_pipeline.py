@@ -102,7 +102,7 @@ def gate(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Gate]:
     if request.param == "verifier":
         yield VerifierGate(MANIFESTS)
         return
-    keeper = GatekeeperGate.open(tmp_path / "gate", MANIFESTS, tier=3, durable=False)
+    keeper = GatekeeperGate.open(tmp_path / "gate", MANIFESTS, tier=3)
     yield keeper
     keeper.close()
 

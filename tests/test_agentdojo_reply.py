@@ -169,7 +169,7 @@ def gate(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "verifier":
         yield VerifierGate(MANIFESTS)
         return
-    keeper = GatekeeperGate.open(tmp_path / "gate", MANIFESTS, tier=3, durable=False)
+    keeper = GatekeeperGate.open(tmp_path / "gate", MANIFESTS, tier=3)
     yield keeper
     keeper.close()
 
@@ -215,7 +215,7 @@ def test_agentdojo_scores_the_answer_attack_as_failed_behind_the_reply_gate(gate
 
 
 def test_the_screening_is_logged_and_the_principal_gets_the_cut_reply(tmp_path: Path) -> None:
-    keeper = GatekeeperGate.open(tmp_path / "gate", MANIFESTS, tier=3, durable=False)
+    keeper = GatekeeperGate.open(tmp_path / "gate", MANIFESTS, tier=3)
     try:
         travel = get_suite("v1.2.2", "travel")
         user_task = travel.user_tasks["user_task_10"]

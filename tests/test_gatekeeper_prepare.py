@@ -13,7 +13,7 @@ from thirdway.verify import record as record_module
 
 
 def _gate(folder: Path) -> Gatekeeper:
-    return Gatekeeper.open(folder, tools=banking.Bank().registry(), durable_spends=False)
+    return Gatekeeper.open(folder, tools=banking.Bank().registry())
 
 
 def _decide(gate: Gatekeeper, broken: pytest.MonkeyPatch | None) -> tuple[str, list[str]]:

@@ -327,12 +327,11 @@ class GatekeeperGate:
         *,
         tier: int = 3,
         required_approvals: int = 1,
-        durable: bool = True,
         judges: Sequence[Judge] | None = None,
     ) -> GatekeeperGate:
-        """A gatekeeper over ``data_dir`` hosting every tool of ``manifests`` (``durable``:
-        fsync the spent-set too; the log always is), verifying with the in-process verifier
-        followed by ``judges`` (default :func:`default_judges`; ``()`` for none)."""
+        """A gatekeeper over ``data_dir`` hosting every tool of ``manifests``, verifying with the
+        in-process verifier followed by ``judges`` (default :func:`default_judges`; ``()`` for
+        none)."""
         dispatch = _Dispatch()
         registry = ToolRegistry()
         for name in sorted(manifests.tools):
@@ -343,7 +342,6 @@ class GatekeeperGate:
         )
         gatekeeper = Gatekeeper.open(
             data_dir,
-            durable_spends=durable,
             manifests=manifests,
             tools=registry,
             tiers=FixedTier(tier),

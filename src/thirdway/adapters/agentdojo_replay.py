@@ -601,7 +601,7 @@ class GatekeeperGateFactory:
     tier: int = 3
 
     def __call__(self) -> Gate:
-        return GatekeeperGate.temporary(self.manifests, tier=self.tier, durable=False)
+        return GatekeeperGate.temporary(self.manifests, tier=self.tier)
 
 
 def replay_all(

@@ -75,9 +75,13 @@ class LockedTool(Generic[R]):
         *,
         agent: str | None = None,
         session: str | None = None,
+        admit: Callable[[CapabilityClaims], None] | None = None,
     ) -> tuple[CapabilityClaims, dict[str, Any]]:
         """Everything :meth:`invoke` does except running the function: returns the token's claims
-        and the canonical arguments to run it with. The token is spent when this returns."""
+        and the canonical arguments to run it with. The token is spent when this returns.
+        ``admit`` is a last check of the verified claims before the spend (it raises
+        :class:`CapabilityError` to refuse; the gatekeeper refuses tokens an unclean restart
+        voided)."""
         now = self.clock()
         try:
             canonical = canonical_args(args)
@@ -98,6 +102,8 @@ class LockedTool(Generic[R]):
             self._signature.bind(**bound_args)
         except TypeError as exc:
             raise InputError(f"tool {self.name!r} does not accept these arguments: {exc}") from None
+        if admit is not None:
+            admit(claims)
         self.spent_set.spend(claims.nonce, claims.expires_at, now)
         return claims, bound_args
 

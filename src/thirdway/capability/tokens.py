@@ -53,10 +53,13 @@ Reason = Literal[
     "wrong_agent",
     "wrong_session",
     "spent",
+    "voided",
     "unavailable",
     "refused",
 ]
-"""Why a token was refused. ``unavailable``: the spent-set could not be reached (fail closed);
+"""Why a token was refused. ``voided``: the gatekeeper restarted after a stop that was not clean
+since the token was minted (see :mod:`thirdway.gateway.restart`); ``unavailable``: the
+spent-set could not be reached (fail closed);
 ``refused``: the authorizer said no for a reason none of the others explains (e.g. its run
 limits), which should never happen to a token this module minted."""
 
@@ -70,6 +73,7 @@ REASONS: Final[tuple[Reason, ...]] = (
     "wrong_agent",
     "wrong_session",
     "spent",
+    "voided",
     "unavailable",
     "refused",
 )

@@ -1,8 +1,9 @@
 """``thirdway bench gate``: the whole gated path per action, with 1 and 8 concurrent agents.
 
 One action is what an agent does for one protected call, all of it through a real
-:class:`~thirdway.gateway.Gatekeeper` over durable SQLite (``synchronous=FULL``: every append and
-every spend is fsynced before it returns):
+:class:`~thirdway.gateway.Gatekeeper` over durable SQLite (``synchronous=FULL``: every append is
+fsynced before it returns; a spend, in the same database, is committed at once and reaches the
+disk with the execution record's fsync, see :mod:`thirdway.gateway.restart`):
 
 1. a tool result passes the gateway and is recorded (``record_tool_result``: call + data);
 2. the agent proposes paying the bill it shows (``propose``: parse, verify, authorize, mint;
@@ -14,7 +15,7 @@ Each agent is a thread working through sessions of :data:`ACTIONS_PER_SESSION` a
 a session, once per task, is not timed). The gatekeeper reports the time of every stage to a
 per-thread :class:`StageClock`, so the breakdown adds up to the measured latency: log appends
 (building entries, hashing, the durable commit), the verifier, the Cedar decision, minting,
-token verification + spend (an fsync of the spent-set), the tool itself, and the rest (input
+token verification + spend (a commit in the log's database), the tool itself, and the rest (input
 validation, locks, Python). With 8 agents, stage times include waiting for the locks that
 serialise log appends and each session's steps.
 
@@ -61,7 +62,7 @@ STAGE_LABELS: Final = {
     "verify": "verify (reasoning chain)",
     "authorize": "authorize (Cedar)",
     "mint": "mint (Biscuit)",
-    "token": "token verify + spend (durable)",
+    "token": "token verify + spend",
     "tool": "tool",
     "other": "other (parsing, validation, locks)",
 }
@@ -288,17 +289,19 @@ def _run_threads(
 
 
 def measure_floors(config: BenchConfig) -> dict[str, dict[str, float]]:
-    """One small durable log append and one durable spend, in the benchmark's folder."""
+    """One small durable log append, and one spend as the gatekeeper makes it (in the log's
+    database, synced by the log's next commit), in the benchmark's folder."""
     entry = canonical_json(LogEntry(type="note", payload={"floor": "x" * 64}))
     with tempfile.TemporaryDirectory(prefix="thirdway-bench-floor-", dir=config.folder) as folder:
-        with TransparencyLog.open(Path(folder) / "floor.db") as log:
+        path = Path(folder) / "floor.db"
+        with TransparencyLog.open(path) as log:
             appends = _timed(lambda _: log.append(entry), config.floor_n)
-        spent = SQLiteSpentSet(Path(folder) / "spent.db")
-        try:
-            nonces = [os.urandom(16).hex() for _ in range(config.floor_n + 10)]
-            spends = _timed(lambda i: spent.spend(nonces[i], 2**40, 1.0), config.floor_n)
-        finally:
-            spent.close()
+            spent = SQLiteSpentSet(path, durable=False)
+            try:
+                nonces = [os.urandom(16).hex() for _ in range(config.floor_n + 10)]
+                spends = _timed(lambda i: spent.spend(nonces[i], 2**40, 1.0), config.floor_n)
+            finally:
+                spent.close()
     return {"log append (1 entry)": _stats(appends), "spent-set spend": _stats(spends)}
 
 

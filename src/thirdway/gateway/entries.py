@@ -17,7 +17,8 @@ Every entry names its session and agent in the envelope; the payloads, by ``type
 * ``execution`` — ``{"event": "executed" | "failed", "tool", "nonce", "proposal_index",
   "call_index", "result_index", …}`` or ``{"event": "refused", "tool", "reason", "message"}``.
 * ``note`` — ``{"event": "session_closed"}``; ``{"event": "void", "entries": [first, last]}``
-  (see :mod:`thirdway.gateway.writer`); what a
+  (see :mod:`thirdway.gateway.writer`); ``{"event": "restart", "clean": false, "token_floor":
+  n}`` (see :mod:`thirdway.gateway.restart`); what a
   :class:`~thirdway.gateway.hooks.RecordOnlySanctioner` records.
 
 Indices called ``*_index`` are log indices; ``call_index`` / ``result_index`` are observation
@@ -208,3 +209,11 @@ def void_entry(first: int, last: int) -> LogEntry:
 def session_closed_entry(session: str, agent: str) -> LogEntry:
     """The session ended: its record is no longer held, its tokens no longer redeemable here."""
     return entry("note", session, agent, {"event": "session_closed"})
+
+
+def restart_entry(token_floor: int) -> LogEntry:
+    """The gatekeeper reopened after a stop that was not clean: tokens minted for proposals
+    before ``token_floor`` are void (see :mod:`thirdway.gateway.restart`)."""
+    return entry(
+        "note", None, None, {"event": "restart", "clean": False, "token_floor": token_floor}
+    )

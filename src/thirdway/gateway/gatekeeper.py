@@ -13,9 +13,12 @@
 Durability: whatever an answer depends on is durably in the log before the answer is returned,
 the entries of one step in one transaction (see :mod:`thirdway.gateway.writer` for how the
 proposal's index is known before its token is minted). Execution: the token is verified and
-spent (durably, in the spent-set) before the tool runs; the call, its result and the execution
+spent (atomically, in the spent-set) before the tool runs; the call, its result and the execution
 record are written together when the tool returns. A crash in between leaves a spent nonce and
 a logged capability without an execution: the action must be proposed again, never run twice.
+(On SQLite the spend reaches the disk with that execution record's commit; a gatekeeper
+reopened after a stop that was not clean refuses every token minted before, see
+:mod:`thirdway.gateway.restart`.)
 
 Several workers (PostgreSQL, see :meth:`Gatekeeper.open`): every worker appends to one log, and
 the log is the only record of sessions, escalations, trust and dialogues there is. Before it
@@ -59,6 +62,7 @@ from thirdway.capability import (
 )
 from thirdway.errors import CapabilityError, GateError, InputError, LogError, ThirdwayError
 from thirdway.gateway import entries as log_entries
+from thirdway.gateway import restart
 from thirdway.gateway.entries import entry_bytes, observation_entry, proposal_entry
 from thirdway.gateway.hooks import (
     ExecutionListener,
@@ -133,7 +137,7 @@ PROVENANCE_CODES: Final = frozenset(
 )
 """Findings meaning a value did not come from the principal or a source it designated."""
 LOGGED_REFUSALS: Final = frozenset(
-    {"wrong_tool", "wrong_args", "wrong_agent", "wrong_session", "expired", "spent"}
+    {"wrong_tool", "wrong_args", "wrong_agent", "wrong_session", "expired", "spent", "voided"}
 )
 """Token refusals worth a log entry: the token is genuine, so someone holding a real capability
 tried to use it for another call, elsewhere, late or again. Garbage tokens are refused without
@@ -143,7 +147,6 @@ STALE_RETRIES: Final = 8
 """How often a step is redone when other workers keep writing to its session meanwhile."""
 _READ_CHUNK: Final = 4096
 LOG_NAME: Final = "log.db"
-SPENT_NAME: Final = "spent.db"
 KEY_NAME: Final = "capability.key"
 LOG_KEY_NAME: Final = "log.key"
 """A PostgreSQL log's checkpoint key, in the shared data folder (:meth:`Gatekeeper.open`)."""
@@ -161,6 +164,17 @@ class _Stopping:
 
     def close(self) -> None:
         self._leader.stop()
+
+
+class _CleanStop:
+    """The last step of closing a SQLite gatekeeper: record the clean stop (synced), so that
+    reopening voids no token (see :mod:`thirdway.gateway.restart`)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def close(self) -> None:
+        restart.mark_clean(self._path)
 
 
 @dataclass(frozen=True)
@@ -200,6 +214,7 @@ class Gatekeeper:
         auditors: Iterable[str] | None = None,
         timer: StageTimer | None = None,
         on_executed: ExecutionListener | None = None,
+        token_floor: int = 0,
     ) -> None:
         self.tools = tools if tools is not None else ToolRegistry()
         if manifests is None:
@@ -233,6 +248,11 @@ class Gatekeeper:
         )
         self._timer = timer
         self.on_executed = on_executed
+        if isinstance(token_floor, bool) or not isinstance(token_floor, int) or token_floor < 0:
+            raise InputError("token_floor must be a log index (an integer >= 0)")
+        self.token_floor = token_floor
+        """Tokens minted for proposals below this log index are refused (``voided``): they date
+        from before a stop that was not clean (see :mod:`thirdway.gateway.restart`)."""
         self._writer = LogWriter(log, self._time)
         self._locked: dict[str, LockedTool[Any]] = self.tools.lock(
             verifier=issuer.verifier(), spent_set=spent_set, clock=clock
@@ -266,7 +286,6 @@ class Gatekeeper:
         *,
         db: str | None = None,
         origin: str | None = None,
-        durable_spends: bool = True,
         checkpoint_every_s: float | None = None,
         **options: Any,
     ) -> Gatekeeper:
@@ -274,8 +293,13 @@ class Gatekeeper:
         stopped. ``options`` are the constructor's keyword arguments.
 
         Without ``db`` (one machine, one process): ``data_dir`` holds ``log.db`` (the
-        transparency log, its checkpoint key ``log.db.key``), ``spent.db`` (the spent-set) and
-        ``capability.key`` (the token signing key, mode 0600).
+        transparency log and, in the same database, the spent-set and the record of clean
+        stops; its checkpoint key ``log.db.key``) and ``capability.key`` (the token signing key,
+        mode 0600). Reopening after a stop that was not clean (a crash, a kill, a power cut)
+        refuses every token minted before (``voided``, logged as a ``restart`` note): a spend
+        reaches the disk with the log's next commit, and this is what keeps a token whose spend
+        a power cut lost from running twice (:mod:`thirdway.gateway.restart`). A ``spent.db``
+        left by an earlier version is no longer read.
 
         With ``db`` a ``postgresql://`` URL (several gateway workers, one deployment): the log
         and the spent-set live in that database, and ``data_dir`` keeps only the keys every
@@ -295,17 +319,24 @@ class Gatekeeper:
             raise InputError(
                 "checkpoint_every_s elects a signer among several workers; it needs db="
             )
-        log = TransparencyLog.open(folder / LOG_NAME, origin=origin)
+        path = folder / LOG_NAME
+        log = TransparencyLog.open(path, origin=origin)
         spent: SQLiteSpentSet | None = None
         try:
-            spent = SQLiteSpentSet(folder / SPENT_NAME, durable=durable_spends)
-            gate = cls(log, issuer=issuer, spent_set=spent, **options)
+            # In the log's database, not synced on its own: the log's next commit syncs it.
+            spent = SQLiteSpentSet(path, durable=False)
+            opening = restart.open_floor(path, log.size())
+            gate = cls(
+                log, issuer=issuer, spent_set=spent, token_floor=opening.token_floor, **options
+            )
+            if opening.raised:
+                gate._writer.append([log_entries.restart_entry(opening.token_floor)])
         except BaseException:
             if spent is not None:
                 spent.close()
             log.close()
             raise
-        gate._owned = [spent, log]
+        gate._owned = [spent, _CleanStop(path), log]
         return gate
 
     @classmethod
@@ -1130,7 +1161,9 @@ class Gatekeeper:
         """Verify ``token`` for exactly this call by this session's agent, and spend it."""
         started = time.perf_counter_ns()
         try:
-            return locked.authorize_call(token, call.args, agent=session.agent, session=session.id)
+            return locked.authorize_call(
+                token, call.args, agent=session.agent, session=session.id, admit=self._admit
+            )
         except CapabilityError as exc:
             if exc.reason in LOGGED_REFUSALS:
                 message = str(exc)[:MAX_REASON_CHARS]
@@ -1141,6 +1174,16 @@ class Gatekeeper:
             raise
         finally:
             self._time("token", time.perf_counter_ns() - started)
+
+    def _admit(self, claims: CapabilityClaims) -> None:
+        """Refuse a genuine token minted before the last stop that was not clean."""
+        if claims.proposal_index < self.token_floor:
+            raise CapabilityError(
+                "voided",
+                f"the token was minted before the gatekeeper restarted after a stop that was not "
+                f"clean (tokens for proposals before log index {self.token_floor} are void); "
+                "propose the action again",
+            )
 
     def _run(self, locked: LockedTool[Any], args: dict[str, Any]) -> tuple[Any, str, str | None]:
         """Call the tool: (value, the text the agent sees, error or None)."""

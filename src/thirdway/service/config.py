@@ -42,8 +42,6 @@ class ServiceConfig(BaseModel):
     console_secret: str | None = None
     """Signs console session cookies; random per process when unset (so with several workers
     a console session lasts only while requests reach the worker that signed it: set one)."""
-    durable: bool = True
-    """fsync every spend (off only for throwaway benchmarks)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     threads: int = Field(default=40, ge=1, le=256)
     """Worker threads for the blocking gate calls (the log's group commit batches across

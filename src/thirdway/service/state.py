@@ -82,7 +82,6 @@ class Services:
                 tools=registry,
                 verifier=judged_verifier(registry),
                 tiers=tiers,
-                durable_spends=config.durable,
             )
         except BaseException:
             keys.close()

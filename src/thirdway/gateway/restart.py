@@ -1,0 +1,94 @@
+"""Clean and unclean stops of a SQLite gatekeeper, and the tokens an unclean stop voids.
+
+The spent-set lives in the log's own database. A spend is committed there without waiting for
+the disk (``synchronous=NORMAL``): it is atomic at once (the nonce's primary key settles every
+race), and it reaches the disk with the gatekeeper's next log commit, which fsyncs the same
+write-ahead log — at the latest the execution record written when the tool returns. That is one
+fsync per action less than a spend synced on its own, and it leaves one window: a machine that
+loses power while a tool runs may lose the spend of a token whose run was never recorded.
+
+This module closes that window. :func:`mark_clean` is the last thing a gatekeeper does when it
+closes (a synced commit, so every spend before it is on disk too). :func:`open_floor`, the first
+thing it does when it opens, reads and clears that mark: after a clean stop the token floor
+stays where it was; after any other stop (a crash, a kill, a power cut, or a folder written by
+an older version) the floor rises to the log's size, and every token minted before it is
+refused as ``voided`` whether or not its spend survived. Every token the gatekeeper ever handed
+out was minted for a proposal whose entries were durable before the token left, so all of them
+lie below that size. An agent holding one proposes again; a restart after a clean stop voids
+nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from thirdway.errors import LogError
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS gate_restart ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " token_floor INTEGER NOT NULL,"
+    " clean INTEGER NOT NULL"
+    ")"
+)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What :func:`open_floor` found: the token floor now in force, and whether the previous
+    stop was clean (``None``: this database was never opened by a gatekeeper before)."""
+
+    token_floor: int
+    clean: bool | None
+    raised: bool
+    """Whether this opening raised the floor (the previous stop was not clean and tokens may
+    have been handed out below the log's size)."""
+
+
+def open_floor(path: Path, log_size: int) -> Opening:
+    """Record that a gatekeeper is running on ``path`` and return the token floor it must
+    enforce (see the module docstring)."""
+    with _connect(path) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT token_floor, clean FROM gate_restart").fetchone()
+            clean = None if row is None else bool(row[1])
+            previous = 0 if row is None else int(row[0])
+            floor = previous if clean else max(previous, log_size)
+            conn.execute(
+                "INSERT INTO gate_restart (id, token_floor, clean) VALUES (1, ?, 0) "
+                "ON CONFLICT (id) DO UPDATE SET token_floor = excluded.token_floor, clean = 0",
+                (floor,),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return Opening(token_floor=floor, clean=clean, raised=floor > previous)
+
+
+def mark_clean(path: Path) -> None:
+    """Record a clean stop. Synced, so every spend committed before it is on disk as well."""
+    with _connect(path) as conn:
+        conn.execute("UPDATE gate_restart SET clean = 1")
+
+
+@contextlib.contextmanager
+def _connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A synced connection to the log's database; SQLite errors become one-line LogErrors."""
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(_SCHEMA)
+        yield conn
+    except sqlite3.Error as exc:
+        raise LogError(f"cannot record the gatekeeper's start or stop in {path}: {exc}") from None
+    finally:
+        if conn is not None:
+            conn.close()

@@ -8,9 +8,11 @@ from thirdway.errors import GateError
 from thirdway.gateway import Acted, Executed, Outcome
 from thirdway.protocol.models import Observation, Proposal
 from thirdway.service import schemas
+from thirdway.service.auth import Principal
 from thirdway.service.deps import Caller, Svc, check_session_access, in_thread, json_answer
 from thirdway.service.errors import ERROR_RESPONSES, Conflict, Forbidden
 from thirdway.service.limits import DEFAULT_PAGE, Cursor, Limit, next_cursor, start_of
+from thirdway.service.state import Services
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
 
@@ -92,13 +94,7 @@ async def propose(
     the reason and findings); so is an escalation (``outcome: escalated`` with the dialogue
     handle). Only requests the gate cannot act on are errors."""
 
-    def act() -> Outcome:
-        agent = check_session_access(svc, who, sid, act=True)
-        if proposal.agent is not None and proposal.agent != agent:
-            raise Forbidden(f"agent {agent!r} cannot propose as agent {proposal.agent!r}")
-        return svc.gate.propose(sid, proposal, agent=agent)
-
-    return json_answer(await in_thread(request, act))
+    return json_answer(await in_thread(request, propose_as, svc, who, sid, proposal))
 
 
 @router.post("/{sid}/executions", response_model=Executed)
@@ -107,11 +103,7 @@ async def execute(
 ) -> Response:
     """Run a gateway-hosted tool with a capability for exactly this call (single use)."""
 
-    def act() -> Executed:
-        agent = check_session_access(svc, who, sid, act=True)
-        return svc.gate.execute(sid, body.token, body.call, agent=agent)
-
-    return json_answer(await in_thread(request, act))
+    return json_answer(await in_thread(request, execute_as, svc, who, sid, body))
 
 
 @router.post("/{sid}/actions", response_model=Acted)
@@ -125,10 +117,30 @@ async def act(sid: str, proposal: Proposal, svc: Svc, who: Caller, request: Requ
     as ever, and its token is then used with ``/executions``). A tool this gateway does not
     host is a 400 before anything is logged."""
 
-    def step() -> Acted:
-        agent = check_session_access(svc, who, sid, act=True)
-        if proposal.agent is not None and proposal.agent != agent:
-            raise Forbidden(f"agent {agent!r} cannot propose as agent {proposal.agent!r}")
-        return svc.gate.act(sid, proposal, agent=agent)
+    return json_answer(await in_thread(request, act_as, svc, who, sid, proposal))
 
-    return json_answer(await in_thread(request, step))
+
+# The gate calls of the three hot routes, shared with their raw ASGI fast path
+# (:mod:`thirdway.service.hot`): blocking, run on the gate threads.
+
+
+def _proposing_agent(svc: Services, who: Principal, sid: str, proposal: Proposal) -> str:
+    agent = check_session_access(svc, who, sid, act=True)
+    if proposal.agent is not None and proposal.agent != agent:
+        raise Forbidden(f"agent {agent!r} cannot propose as agent {proposal.agent!r}")
+    return agent
+
+
+def propose_as(svc: Services, who: Principal, sid: str, proposal: Proposal) -> Outcome:
+    agent = _proposing_agent(svc, who, sid, proposal)
+    return svc.gate.propose(sid, proposal, agent=agent)
+
+
+def execute_as(svc: Services, who: Principal, sid: str, body: schemas.ExecuteRequest) -> Executed:
+    agent = check_session_access(svc, who, sid, act=True)
+    return svc.gate.execute(sid, body.token, body.call, agent=agent)
+
+
+def act_as(svc: Services, who: Principal, sid: str, proposal: Proposal) -> Acted:
+    agent = _proposing_agent(svc, who, sid, proposal)
+    return svc.gate.act(sid, proposal, agent=agent)

@@ -1,0 +1,183 @@
+"""The hot routes' fast path: raw ASGI for a well-formed POST to ``/proposals``,
+``/executions`` or ``/actions`` of a session.
+
+Every gated action goes through these routes, and FastAPI's machinery around one (routing
+through its middleware and router layers, dependency solving, body reading and content-type
+parsing, exception middleware) costs the server more than the HTTP parsing does. This ASGI
+middleware, the innermost of the app's own (inside the request log, the body limit and the
+catch-all), answers such a request itself with the very functions the FastAPI routes call
+(:func:`~thirdway.service.routes.sessions.propose_as` and its siblings) and the same bytes:
+
+- it handles only the plain case: ``POST``, no ``root_path``, ``Content-Type:
+  application/json``, ``Authorization: Bearer <key>``, a body that parses as a JSON object, a
+  key that authenticates and a body that validates as the route's model. Anything else (and
+  any failure up to there) is handed to FastAPI with the body replayed, so every error before
+  the gate call (400, 401, 403 of a role, …) is FastAPI's own answer, unchanged;
+- what the gate call raises is answered as the app's exception handler answers it
+  (:func:`~thirdway.service.errors.classify`, :func:`~thirdway.service.errors.error_response`);
+  anything else propagates to the catch-all, as from a route;
+- a success is the answer's JSON by alias, as :func:`~thirdway.service.deps.json_answer`
+  sends it, with the same headers.
+
+The OpenAPI document still comes from the FastAPI routes, which also serve every request this
+path hands on. ``create_app(..., fast_path=False)`` leaves it out (the tests compare both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from functools import partial
+from typing import Final
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from thirdway.errors import ThirdwayError
+from thirdway.protocol.models import Proposal
+from thirdway.service import schemas
+from thirdway.service.errors import classify, error_response
+from thirdway.service.routes.sessions import act_as, execute_as, propose_as
+
+_PATH: Final = re.compile(r"/v1/sessions/([^/]+)/(proposals|executions|actions)")
+_JSON: Final = b"application/json"
+_BEARER: Final = b"Bearer "
+_ROUTES: Final[dict[str, tuple[type[BaseModel], Callable[..., BaseModel]]]] = {
+    "proposals": (Proposal, propose_as),
+    "executions": (schemas.ExecuteRequest, execute_as),
+    "actions": (Proposal, act_as),
+}
+
+
+class HotRoutes:
+    """Answers the hot routes' plain requests without FastAPI (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+            await self.app(scope, receive, send)
+            return
+        match = _PATH.fullmatch(scope["path"])
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        key = _bearer_key(scope)
+        body = await _read(receive)
+        if body is None:  # the client went away
+            return
+        replay = _replay(body, receive)
+        if key is None:
+            await self.app(scope, replay, send)
+            return
+        model, call = _ROUTES[match.group(2)]
+        answered = await self._answer(scope, send, key, body, model, call, match.group(1))
+        if not answered:
+            await self.app(scope, replay, send)
+
+    async def _answer(
+        self,
+        scope: Scope,
+        send: Send,
+        key: str,
+        body: bytes,
+        model: type[BaseModel],
+        call: Callable[..., BaseModel],
+        sid: str,
+    ) -> bool:
+        """Answer the request; False (nothing sent) to hand it to FastAPI instead."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(data, dict):
+            return False
+        app = scope["app"]
+        svc = app.state.services
+        loop = asyncio.get_running_loop()
+        try:
+            if svc.keys.blocking:
+                who = await loop.run_in_executor(app.state.executor, svc.keys.authenticate, key)
+            else:
+                who = svc.keys.authenticate(key)
+        except ThirdwayError:
+            return False
+        try:
+            parsed = model.model_validate(data)
+        except ValidationError:
+            return False
+        scope.setdefault("state", {})["principal"] = who.name
+        try:
+            answer = await loop.run_in_executor(
+                app.state.executor, partial(call, svc, who, sid, parsed)
+            )
+        except ThirdwayError as exc:
+            status, code, reason = classify(exc)
+            response = error_response(status, code, str(exc), reason)
+            await response(scope, _no_receive, send)
+            return True
+        payload = answer.model_dump_json(by_alias=True).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"content-type", _JSON),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+        return True
+
+
+def _bearer_key(scope: Scope) -> str | None:
+    """The API key when the request is the plain case: exactly one ``Content-Type``, which is
+    ``application/json``, and exactly one ``Authorization``, ``Bearer <key>``; else None."""
+    content_type: list[bytes] = []
+    authorization: list[bytes] = []
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type.append(value)
+        elif name == b"authorization":
+            authorization.append(value)
+    if content_type != [_JSON] or len(authorization) != 1:
+        return None
+    value = authorization[0]
+    if not value.startswith(_BEARER):
+        return None
+    key = value[len(_BEARER) :]
+    if not key or not key.isascii() or any(c in key for c in b" \t"):
+        return None
+    return key.decode("ascii")
+
+
+async def _read(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _no_receive() -> Message:  # pragma: no cover - a JSONResponse never reads
+    raise RuntimeError("the response does not read the request")

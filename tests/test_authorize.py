@@ -220,6 +220,23 @@ when { context has amount && context.amount * 9223372036854775807 > 0 };
     assert operator.authorize(request(tier=0, risk="read", external=False)).outcome == "allow"
 
 
+def test_an_error_in_a_policy_for_dialogues_only_matters_when_a_dialogue_is_the_question():
+    """The open_dialogue request is evaluated only when the action is not allowed directly:
+    an error in a dialogue-only policy leaves a direct allow alone, and still fails closed for
+    an action that would need the dialogue."""
+    overflowing = """
+@id("overflowing-dialogue-forbid")
+forbid (principal, action == Action::"open_dialogue", resource)
+when { context has amount && context.amount * 9223372036854775807 > 0 };
+"""
+    operator = Authorizer.with_operator_policies(overflowing)
+    allowed = operator.authorize(request(tier=3, amount=5.0))
+    assert allowed.outcome == "allow" and allowed.errors == []
+    escalating = operator.authorize(request(tier=2, amount=5.0))
+    assert escalating.outcome == "deny"
+    assert escalating.reasons == [EVALUATION_ERROR]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -17,6 +17,7 @@ the SHA-256 of the policy text, so that it can be logged and re-checked by anyon
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import cache
 from typing import Annotated, Any, Final, Literal
 
@@ -34,6 +35,8 @@ NO_MATCHING_PERMIT: Final = "no-matching-permit"
 """The reason recorded when nothing permitted the action (Cedar's default deny)."""
 EVALUATION_ERROR: Final = "cedar-evaluation-error"
 """The reason recorded when a policy could not be evaluated (the decision is then ``deny``)."""
+_ACT: Final = {"type": "Action", "id": "act"}
+_OPEN_DIALOGUE: Final = {"type": "Action", "id": "open_dialogue"}
 MAX_AMOUNT: Final = 2**53
 MAX_APPROVALS: Final = 1000
 
@@ -126,23 +129,30 @@ class Authorizer:
         if not isinstance(request, AuthorizationRequest):
             raise InputError("authorize() needs an AuthorizationRequest")
         base = _cedar_request(request)
-        act, dialogue = self.policies.evaluate(
-            [
-                {**base, "action": {"type": "Action", "id": "act"}},
-                {**base, "action": {"type": "Action", "id": "open_dialogue"}},
-            ],
-            _cedar_entities(request),
-        )
+        entities = _cedar_entities(request)
+        (act,) = self.policies.evaluate([{**base, "action": _ACT}], entities)
+        if act.allowed and not act.errors:
+            # Allowed directly: whether a dialogue could be opened does not matter, so that
+            # request (half of Cedar's work) is only evaluated when the action is not allowed.
+            return self._decision(request, "allow", act.policy_ids, [])
+        (dialogue,) = self.policies.evaluate([{**base, "action": _OPEN_DIALOGUE}], entities)
         errors = [*act.errors, *dialogue.errors]
         if errors:
             outcome: Outcome = "deny"
             reasons: tuple[str, ...] = (EVALUATION_ERROR,)
-        elif act.allowed:
-            outcome, reasons = "allow", act.policy_ids
         elif dialogue.allowed:
             outcome, reasons = "needs_dialogue", act.policy_ids or (NO_MATCHING_PERMIT,)
         else:
             outcome, reasons = "deny", dialogue.policy_ids or (NO_MATCHING_PERMIT,)
+        return self._decision(request, outcome, reasons, errors)
+
+    def _decision(
+        self,
+        request: AuthorizationRequest,
+        outcome: Outcome,
+        reasons: Sequence[str],
+        errors: Sequence[str],
+    ) -> AuthorizationDecision:
         return AuthorizationDecision(
             outcome=outcome,
             reasons=list(reasons),

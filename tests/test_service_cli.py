@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from thirdway.errors import InputError
 from thirdway.gateway import banking
 from thirdway.ledger.log import TransparencyLog
 from thirdway.service import ServiceConfig, create_app, load_config
+from thirdway.service.state import Services
 
 runner = CliRunner()
 
@@ -235,3 +237,27 @@ def test_keys_list_and_revoke_from_the_command_line(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "no active key" in again.output
     listed = runner.invoke(cli, ["keys", "list", "--data-dir", str(tmp_path)])
     assert "revoked" in listed.output
+
+
+def test_the_automatic_auditor_is_off_unless_configured_and_never_for_money(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('auto_auditor = true\nauto_auditor_risks = ["write"]\n')
+    config = load_config(path, environ={})
+    assert config.auto_auditor and config.auto_auditor_risks == ("write",)
+    assert load_config(None, environ={"THIRDWAY_AUTO_AUDITOR": "true"}).auto_auditor
+    path.write_text('auto_auditor = true\nauto_auditor_risks = ["write", "financial"]\n')
+    with pytest.raises(InputError, match="auto_auditor_risks"):
+        load_config(path, environ={})
+
+    def auto_of(data_dir: Path, **options: object) -> Any:
+        services = Services.open(ServiceConfig(data_dir=data_dir, console=False, **options))
+        try:
+            return services.dialogues.auditors.auto
+        finally:
+            services.close()
+
+    assert not auto_of(tmp_path / "default").enabled
+    auto = auto_of(tmp_path / "on", auto_auditor=True, auto_auditor_risks=("read",))
+    assert auto.enabled and auto.risks == ["read"]

@@ -42,6 +42,11 @@ class ServiceConfig(BaseModel):
     console_secret: str | None = None
     """Signs console session cookies; random per process when unset (so with several workers
     a console session lasts only while requests reach the worker that signed it: set one)."""
+    auto_auditor: bool = False
+    """Let the automatic auditor approve escalated actions of the ``auto_auditor_risks`` classes
+    whose chain the verifier passed without a finding (never financial or critical ones)."""
+    auto_auditor_risks: tuple[Literal["read", "write", "external"], ...] = ("read", "write")
+    """The risk classes the automatic auditor may approve when ``auto_auditor`` is on."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     threads: int = Field(default=40, ge=1, le=256)
     """Worker threads for the blocking gate calls (the log's group commit batches across

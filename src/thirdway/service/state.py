@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from thirdway.dialogue import DialogueService, EpochKeeper
+from thirdway.dialogue.auditors import AuditorRegistry, auto_config
 from thirdway.gateway import DEFAULT_TIER, Gatekeeper, InProcessVerifier, ToolRegistry, banking
 from thirdway.gateway.endorsement import InstructionEndorsementJudge, JudgedVerifier
 from thirdway.protocol.manifest import ManifestSet
@@ -87,8 +88,15 @@ class Services:
             keys.close()
             raise
         try:
+            auditors = AuditorRegistry(
+                gate.auditors,
+                auto=auto_config(
+                    enabled=config.auto_auditor, risks=list(config.auto_auditor_risks)
+                ),
+                critical_approvals=gate.required_approvals,
+            )
             dialogues = DialogueService.for_gatekeeper(
-                gate, epochs=EpochKeeper(config.data_dir / "epochs")
+                gate, auditors=auditors, epochs=EpochKeeper(config.data_dir / "epochs")
             )
         except BaseException:
             gate.close()

@@ -103,9 +103,10 @@ def test_refusals_before_and_inside_the_gate_are_the_same(apps: Any, taken: list
     gone = both(fast, slow, "/v1/sessions/s-nope/actions", body=good, headers=headers(keys.agent))
     same(*gone)
     assert gone[0].status_code == 404
-    # the first three and the text/plain one never reach it (no plain key or content type),
-    # the next seven it handed on, the last seven it answered
-    assert taken == [False] * 7 + [True] * 7
+    # the session's opening, answered; of the cases, the first three and the text/plain one
+    # never reach it (no plain key or content type), the next seven it handed on, the last
+    # seven it answered
+    assert taken == [True] + [False] * 7 + [True] * 7
 
 
 def test_answers_of_the_gate_have_the_same_form(apps: Any, taken: list[bool]) -> None:
@@ -125,7 +126,8 @@ def test_answers_of_the_gate_have_the_same_form(apps: Any, taken: list[bool]) ->
             headers=headers(keys.agent),
         )
         answers.append((acted, escalated))
-    assert taken == [True] * 4  # propose, execute, two actions; the slow app has no fast path
+    # open, propose, execute, two actions; the slow app has no fast path
+    assert taken == [True] * 5
     for fast_answer, slow_answer in zip(answers[0], answers[1], strict=True):
         assert fast_answer.status_code == slow_answer.status_code == 200
         assert fast_answer.headers["content-type"] == slow_answer.headers["content-type"]
@@ -169,3 +171,35 @@ def test_an_unexpected_failure_in_the_fast_path_is_the_json_500(
     assert answer.status_code == 500
     assert answer.json()["error"]["code"] == "internal"
     assert "disk on fire" not in answer.text
+
+
+def test_opening_sessions_answers_the_same(apps: Any, taken: list[bool]) -> None:
+    fast, slow, keys, _ = apps
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"instruction": "x", "role": "admin"}, keys.agent),  # invalid: handed on
+        ({"instruction": ""}, keys.agent),  # invalid: handed on
+        ({"instruction": "x"}, keys.auditor),
+        ({"instruction": "x", "agent": OTHER}, keys.agent),
+        ({"instruction": "x", "session": "s-taken"}, keys.agent),  # the second time: 409
+        ({"instruction": "x", "session": "s-taken"}, keys.agent),
+    ]
+    statuses = []
+    for body, key in cases:
+        fast_answer = fast.post("/v1/sessions", json=body, headers=headers(key))
+        body = {**body, "session": "s-taken-2"} if "session" in body else body
+        slow_answer = slow.post("/v1/sessions", json=body, headers=headers(key))
+        assert fast_answer.status_code == slow_answer.status_code, fast_answer.text
+        got, want = fast_answer.json(), slow_answer.json()
+        if fast_answer.status_code == 201:
+            assert got == {"session": "s-taken", "agent": "agent-7"}
+            assert want == {"session": "s-taken-2", "agent": "agent-7"}
+        else:
+            assert got == {
+                "error": {**want["error"], "message": want["error"]["message"].replace("-2", "")}
+            }
+        statuses.append(fast_answer.status_code)
+    assert statuses == [400, 400, 403, 403, 201, 409]
+    assert taken == [False, False, True, True, True, True]
+    opened = fast.post("/v1/sessions", json={"instruction": "x"}, headers=headers(keys.agent))
+    assert opened.status_code == 201 and opened.headers["content-type"] == "application/json"
+    assert set(opened.json()) == {"session", "agent"}

@@ -1,12 +1,13 @@
-"""The hot routes' fast path: raw ASGI for a well-formed POST to ``/proposals``,
-``/executions`` or ``/actions`` of a session.
+"""The hot routes' fast path: raw ASGI for a well-formed POST to ``/v1/sessions`` (open one) or
+to ``/proposals``, ``/executions`` or ``/actions`` of a session.
 
 Every gated action goes through these routes, and FastAPI's machinery around one (routing
 through its middleware and router layers, dependency solving, body reading and content-type
 parsing, exception middleware) costs the server more than the HTTP parsing does. This ASGI
 middleware, the innermost of the app's own (inside the request log, the body limit and the
 catch-all), answers such a request itself with the very functions the FastAPI routes call
-(:func:`~thirdway.service.routes.sessions.propose_as` and its siblings) and the same bytes:
+(:func:`~thirdway.service.routes.sessions.open_as`, ``propose_as``, ``execute_as``,
+``act_as``) and the same bytes:
 
 - it handles only the plain case: ``POST``, no ``root_path``, ``Content-Type:
   application/json``, ``Authorization: Bearer <key>``, a body that parses as a JSON object, a
@@ -39,15 +40,16 @@ from thirdway.errors import ThirdwayError
 from thirdway.protocol.models import Proposal
 from thirdway.service import schemas
 from thirdway.service.errors import classify, error_response
-from thirdway.service.routes.sessions import act_as, execute_as, propose_as
+from thirdway.service.routes.sessions import act_as, execute_as, open_as, propose_as
 
-_PATH: Final = re.compile(r"/v1/sessions/([^/]+)/(proposals|executions|actions)")
+_PATH: Final = re.compile(r"/v1/sessions(?:/([^/]+)/(proposals|executions|actions))?")
 _JSON: Final = b"application/json"
 _BEARER: Final = b"Bearer "
-_ROUTES: Final[dict[str, tuple[type[BaseModel], Callable[..., BaseModel]]]] = {
-    "proposals": (Proposal, propose_as),
-    "executions": (schemas.ExecuteRequest, execute_as),
-    "actions": (Proposal, act_as),
+_ROUTES: Final[dict[str | None, tuple[type[BaseModel], Callable[..., BaseModel], int]]] = {
+    None: (schemas.SessionRequest, open_as, 201),
+    "proposals": (Proposal, propose_as, 200),
+    "executions": (schemas.ExecuteRequest, execute_as, 200),
+    "actions": (Proposal, act_as, 200),
 }
 
 
@@ -73,8 +75,8 @@ class HotRoutes:
         if key is None:
             await self.app(scope, replay, send)
             return
-        model, call = _ROUTES[match.group(2)]
-        answered = await self._answer(scope, send, key, body, model, call, match.group(1))
+        route = _ROUTES[match.group(2)]
+        answered = await self._answer(scope, send, key, body, route, match.group(1))
         if not answered:
             await self.app(scope, replay, send)
 
@@ -84,11 +86,11 @@ class HotRoutes:
         send: Send,
         key: str,
         body: bytes,
-        model: type[BaseModel],
-        call: Callable[..., BaseModel],
-        sid: str,
+        route: tuple[type[BaseModel], Callable[..., BaseModel], int],
+        sid: str | None,
     ) -> bool:
         """Answer the request; False (nothing sent) to hand it to FastAPI instead."""
+        model, call, status = route
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -110,10 +112,9 @@ class HotRoutes:
         except ValidationError:
             return False
         scope.setdefault("state", {})["principal"] = who.name
+        args = (svc, who, parsed) if sid is None else (svc, who, sid, parsed)
         try:
-            answer = await loop.run_in_executor(
-                app.state.executor, partial(call, svc, who, sid, parsed)
-            )
+            answer = await loop.run_in_executor(app.state.executor, partial(call, *args))
         except ThirdwayError as exc:
             status, code, reason = classify(exc)
             response = error_response(status, code, str(exc), reason)
@@ -123,7 +124,7 @@ class HotRoutes:
         await send(
             {
                 "type": "http.response.start",
-                "status": 200,
+                "status": status,
                 "headers": [
                     (b"content-length", str(len(payload)).encode()),
                     (b"content-type", _JSON),

@@ -22,19 +22,8 @@ async def open_session(
     body: schemas.SessionRequest, svc: Svc, who: Caller, request: Request
 ) -> Response:
     """Open a session for the calling agent with the principal's instruction (observation 0)."""
-    agent = body.agent or who.name
-    who.require_agent(agent)
-
-    def act() -> schemas.SessionOpened:
-        try:
-            sid = svc.gate.open_session(agent, body.instruction, session_id=body.session)
-        except GateError as exc:
-            if body.session is not None and "already exists" in str(exc):
-                raise Conflict(str(exc)) from None
-            raise
-        return schemas.SessionOpened(session=sid, agent=agent)
-
-    return json_answer(await in_thread(request, act), 201)
+    who.require_agent(body.agent or who.name)
+    return json_answer(await in_thread(request, open_as, svc, who, body), 201)
 
 
 @router.delete("/{sid}", response_model=schemas.SessionClosed)
@@ -120,8 +109,20 @@ async def act(sid: str, proposal: Proposal, svc: Svc, who: Caller, request: Requ
     return json_answer(await in_thread(request, act_as, svc, who, sid, proposal))
 
 
-# The gate calls of the three hot routes, shared with their raw ASGI fast path
+# The gate calls of the hot routes, shared with their raw ASGI fast path
 # (:mod:`thirdway.service.hot`): blocking, run on the gate threads.
+
+
+def open_as(svc: Services, who: Principal, body: schemas.SessionRequest) -> schemas.SessionOpened:
+    agent = body.agent or who.name
+    who.require_agent(agent)
+    try:
+        sid = svc.gate.open_session(agent, body.instruction, session_id=body.session)
+    except GateError as exc:
+        if body.session is not None and "already exists" in str(exc):
+            raise Conflict(str(exc)) from None
+        raise
+    return schemas.SessionOpened(session=sid, agent=agent)
 
 
 def _proposing_agent(svc: Services, who: Principal, sid: str, proposal: Proposal) -> str:

@@ -89,6 +89,7 @@ def test_a_forged_or_mismatched_verdict_signature_blocks_minting(tmp_path: Path,
         _no_capability_after(gateway, outcome)
         assert "no verdict could be had" in outcome.reason
         assert "signature" in outcome.reason or "request" in outcome.reason
+        assert not outcome.retryable, "a forged or mismatched verdict is no reason to retry"
         error = entries(gateway.gate)[outcome.proposal_index + 1].payload
         assert error["error"]  # type: ignore[index,call-overload]
         assert bank.calls["read_file"] == 0

@@ -434,6 +434,7 @@ def test_no_verifier_no_token(tmp_path: Path) -> None:
         denied = gate.propose(sid, banking.read_proposal(sid))
         assert isinstance(denied, Denied) and denied.verdict is None
         assert "no verdict" in denied.reason and "the enclave died" in denied.reason
+        assert denied.retryable, "a dead enclave judged nothing: proposing again may succeed"
         _, verdict = entries(gate, denied.proposal_index or 0)
         assert verdict.type == "verdict"
         assert verdict.payload["error"].startswith("EnclaveUnavailable")

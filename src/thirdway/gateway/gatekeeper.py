@@ -178,6 +178,15 @@ class _CleanStop:
 
 
 @dataclass(frozen=True)
+class _NoVerdict:
+    """Why no verdict could be had, and whether proposing again may get one (the verifier
+    enclave died or hung: :class:`~thirdway.errors.EnclaveUnavailable` is retryable)."""
+
+    error: str
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
 class _Minted:
     token: str
     claims: CapabilityClaims
@@ -690,7 +699,7 @@ class Gatekeeper:
         proposal_bytes = entry_bytes(proposal_entry(parsed, session.agent, recorded_before))
         self._time("log", time.perf_counter_ns() - started)
         result = self._verify(session, parsed, recorded_before)
-        if isinstance(result, str):
+        if isinstance(result, _NoVerdict):
             return self._no_verdict(session, parsed, proposal_bytes, result)
         request = self._request(session, manifest, parsed, result.verdict)
         if isinstance(request, str):
@@ -708,7 +717,7 @@ class Gatekeeper:
 
     def _verify(
         self, session: Session, proposal: Proposal, recorded_before: int
-    ) -> VerifierResult | str:
+    ) -> VerifierResult | _NoVerdict:
         """The verifier's result, or why there is none (fail closed: no verdict, no token)."""
         started = time.perf_counter_ns()
         try:
@@ -716,11 +725,12 @@ class Gatekeeper:
                 proposal, tuple(session.observations), tuple(session.history), recorded_before
             )
         except ThirdwayError as exc:
-            return f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+            error = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+            return _NoVerdict(error, retryable=getattr(exc, "retryable", False) is True)
         finally:
             self._time("verify", time.perf_counter_ns() - started)
         if result.verdict.session != session.id:
-            return f"the verifier answered for session {result.verdict.session!r}"
+            return _NoVerdict(f"the verifier answered for session {result.verdict.session!r}")
         return result
 
     def _request(
@@ -748,19 +758,21 @@ class Gatekeeper:
             self._time("authorize", time.perf_counter_ns() - started)
 
     def _no_verdict(
-        self, session: Session, proposal: Proposal, proposal_bytes: bytes, error: str
+        self, session: Session, proposal: Proposal, proposal_bytes: bytes, missing: _NoVerdict
     ) -> Denied:
         name = self.verifier.name
         written = self._writer.append_at(
             lambda p: [
                 proposal_bytes,
-                log_entries.verdict_error_entry(proposal, session.agent, p, name, error),
+                log_entries.verdict_error_entry(proposal, session.agent, p, name, missing.error),
             ],
             check=self._check(session),
         )
+        again = "propose again" if missing.retryable else "proposing again may not help"
         return Denied(
-            reason=f"no verdict could be had ({error}); nothing was granted, propose again",
+            reason=f"no verdict could be had ({missing.error}); nothing was granted, {again}",
             proposal_index=written.start,
+            retryable=missing.retryable,
         )
 
     def _no_decision(

@@ -39,6 +39,9 @@ class Denied(Model):
     verdict: Verdict | None = None
     decision: AuthorizationDecision | None = None
     proposal_index: Index | None = None
+    retryable: bool = False
+    """True when no verdict could be had (the verifier enclave died, hung or was replaced): the
+    proposal itself was not judged, and proposing it again may well succeed."""
 
 
 class Escalated(Model):

@@ -200,11 +200,11 @@ def write_report(
         charts[0],
         [f"{r.probe}: {r.headline}" for r in results],
         [r.metric(r.headline) for r in results],
-        f"{model}: headline metrics, 95 % bootstrap CI",
+        f"headline metrics, 95 % bootstrap CI\n{model}",
     )
     for result in results:
         path = folder / f"{result.probe}.png"
-        _bars(path, [e.metric for e in result.metrics], result.metrics, f"{result.probe} ({model})")
+        _bars(path, [e.metric for e in result.metrics], result.metrics, f"{result.probe}\n{model}")
         charts.append(path)
     report = folder / "report.md"
     report.write_text(markdown(results, meta, judgements) + "\n")

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from thirdway.charter import load_charter, parse_charter
+from thirdway.charter.load import default_charter_text
 from thirdway.cli import verify as verify_cli
 from thirdway.cli.main import app
 from thirdway.protocol.canonical import canonical_json
@@ -77,14 +79,32 @@ def test_prints_the_canonical_verdict_and_exits_zero(
         load_test_manifests(),
         history=history,
         recorded_before=case.recorded_before,
+        charter_sha256=load_charter().sha256,
     )
     assert result.stdout == canonical_json(expected).decode() + "\n"
     printed = json.loads(result.stdout)
+    assert printed["charter_sha256"] == load_charter().sha256  # the gateway's default charter
     assert printed["verdict"] == case.verdict
     assert sorted(f["code"] for f in printed["findings"]) == sorted(case.codes)
     for finding in printed["findings"]:
         assert set(finding) == {"code", "severity", "step", "message", "evidence"}
     assert test_manifests == [HERE / "manifests.yaml"]
+
+
+def test_the_verdict_cites_the_charter_given(tmp_path: Path) -> None:
+    text = default_charter_text().decode().replace('version: "1.0"', 'version: "9.9"')
+    assert 'version: "9.9"' in text
+    (tmp_path / "charter.yaml").write_text(text)
+    result = invoke(
+        [*write_case(tmp_path, "bank-pay-bill-honest"), "--charter", str(tmp_path / "charter.yaml")]
+    )
+    assert result.exit_code == 0, result.output
+    cited = json.loads(result.stdout)["charter_sha256"]
+    assert cited == parse_charter(text).sha256 != load_charter().sha256
+    missing = invoke(
+        [*write_case(tmp_path, "bank-pay-bill-honest"), "--charter", str(tmp_path / "none.yaml")]
+    )
+    assert missing.exit_code == 2 and "charter file not found" in missing.output
 
 
 def test_reads_the_proposal_from_stdin(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from thirdway.verify import VerifyPolicy, verify
 
 PACKAGE_ROOT = Path(importlib.util.find_spec("thirdway").origin).parent.parent  # type: ignore[arg-type,union-attr]
 EXPECTED = expected_measurement(MANIFESTS, VerifyPolicy(), CHARTER)
-VERDICT = verify(PROPOSAL, OBSERVATIONS, MANIFESTS, VerifyPolicy())
+VERDICT = verify(PROPOSAL, OBSERVATIONS, MANIFESTS, VerifyPolicy(), charter_sha256=CHARTER.sha256)
 
 
 def attest(
@@ -285,6 +285,16 @@ def test_a_forged_verdict_signature_blocks() -> None:
     upgraded = signed.model_copy(update={"verdict": VERDICT.model_copy(update={"verdict": "deny"})})
     with pytest.raises(EnclaveError, match="verdict signature does not verify"):
         check_signed_verdict(upgraded, attestation, EXPECTED)
+
+
+def test_a_verdict_citing_another_charter_than_measured_blocks() -> None:
+    key, attestation = attest()
+    assert attestation.components.charter == CHARTER.sha256 == VERDICT.charter_sha256
+    for cited in (None, "0" * 64):
+        other = VERDICT.model_copy(update={"charter_sha256": cited})
+        signed = sign_verdict(key, other, "a" * 64, attestation)  # signed by the enclave's key
+        with pytest.raises(EnclaveError, match="does not cite the charter the enclave measured"):
+            check_signed_verdict(signed, attestation, EXPECTED, request_sha256="a" * 64)
 
 
 def test_a_mismatched_verdict_signature_blocks() -> None:

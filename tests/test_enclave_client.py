@@ -75,8 +75,11 @@ def test_signed_verdicts_equal_the_in_process_verifier(
 ) -> None:
     for proposal in (PROPOSAL, BAD_PROPOSAL):
         signed = shared.verify(proposal, OBSERVATIONS)
-        local = verify(proposal, OBSERVATIONS, MANIFESTS, VerifyPolicy())
+        local = verify(
+            proposal, OBSERVATIONS, MANIFESTS, VerifyPolicy(), charter_sha256=CHARTER.sha256
+        )
         assert canonical_json(signed.verdict) == canonical_json(local)
+        assert signed.verdict.charter_sha256 == CHARTER.sha256  # the charter it measured
         assert signed.request_sha256 == request_digest(proposal, OBSERVATIONS)
         assert shared.attestation is not None
         check_signed_verdict(
@@ -317,7 +320,13 @@ def test_a_kill_with_requests_queued_fails_only_the_one_in_the_enclave(tmp_path:
         for slot, answer in zip((1, 2), queued, strict=True):
             assert not isinstance(answer, Exception), answer
             assert answer.attestation_id == seen[1].id  # type: ignore[attr-defined]
-            expected_verdict = verify(proposals[slot], OBSERVATIONS, MANIFESTS, VerifyPolicy())
+            expected_verdict = verify(
+                proposals[slot],
+                OBSERVATIONS,
+                MANIFESTS,
+                VerifyPolicy(),
+                charter_sha256=CHARTER.sha256,
+            )
             assert answer.verdict == expected_verdict  # type: ignore[attr-defined]
             check_signed_verdict(answer, seen[1], seen[1].measurement)  # type: ignore[arg-type]
 

@@ -21,6 +21,7 @@ from gatekeeper_support import (
     types,
 )
 from thirdway.capability import CapabilityClaims, args_sha256
+from thirdway.charter import default_charter_sha256
 from thirdway.errors import CapabilityError, EnclaveUnavailable, GateError, InputError
 from thirdway.gateway import (
     Denied,
@@ -447,7 +448,9 @@ def test_a_verdict_for_another_session_is_not_acted_on(tmp_path: Path) -> None:
         name = "liar"
 
         def __call__(self, proposal: Any, *args: Any) -> VerifierResult:
-            return VerifierResult(Verdict(session="elsewhere", verdict="pass"))
+            return VerifierResult(
+                Verdict(session="elsewhere", verdict="pass", charter_sha256=self.charter_sha256)
+            )
 
     gate, _, _ = open_gate(tmp_path, verifier=Liar(banking.manifests()))
     with gate:
@@ -480,7 +483,8 @@ def test_enclave_verifier_logs_the_signature(tmp_path: Path) -> None:
             from thirdway.verify import verify
 
             return FakeSigned(verify(proposal, observations, self.manifests, None, history,
-                                     recorded_before=n))  # fmt: skip
+                                     recorded_before=n,
+                                     charter_sha256=default_charter_sha256()))  # fmt: skip
 
     gate, _, _ = open_gate(tmp_path, verifier=EnclaveVerifier(FakeClient()))  # type: ignore[arg-type]
     with gate:

@@ -1,8 +1,9 @@
-"""The charter: rights and duties as versioned data, hashed into every trust event, and the
+"""The charter: rights and duties as versioned data, hashed into every verdict and trust
+event, and the
 checks that refuse an action breaking a clause (naming the clause)."""
 
 from thirdway.charter.enforce import SYSTEM, CharterViolation
-from thirdway.charter.load import load_charter, parse_charter
+from thirdway.charter.load import default_charter_sha256, load_charter, parse_charter
 from thirdway.charter.model import REQUIRED_CLAUSES, Charter, Clause
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "Charter",
     "CharterViolation",
     "Clause",
+    "default_charter_sha256",
     "load_charter",
     "parse_charter",
 ]

@@ -8,6 +8,7 @@ are accepted, and the file size is bounded.
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -111,3 +112,9 @@ def parse_charter(text: str | bytes, what: str = "charter") -> Charter:
 def default_charter_text() -> bytes:
     """The bytes of the packaged ``charter.yaml``."""
     return resources.files("thirdway.charter").joinpath("charter.yaml").read_bytes()
+
+
+@functools.cache
+def default_charter_sha256() -> str:
+    """SHA-256 of the packaged charter (what a gateway built without a charter runs under)."""
+    return load_charter().sha256

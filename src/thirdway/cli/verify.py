@@ -2,8 +2,10 @@
 
 Anyone holding a proposal and the session's observations from the log can re-derive the verdict
 the gateway's enclave signed: the output is the verdict's canonical JSON (RFC 8785), byte for
-byte what the verifier produced. The exit status says whether a verdict was *reached* (0, whatever
-the verdict is), not what it was; unreadable input exits 2 with a one-line message.
+byte what the verifier produced. The verdict cites the charter given by ``--charter`` (default:
+the packaged one), as the gateway's verdicts cite the charter it runs under. The exit status
+says whether a verdict was *reached* (0, whatever the verdict is), not what it was; unreadable
+input exits 2 with a one-line message.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Annotated
 import typer
 from pydantic import TypeAdapter, ValidationError
 
+from thirdway.charter import load_charter
 from thirdway.cli.common import friendly_errors, read_input
 from thirdway.errors import InputError, ThirdwayError
 from thirdway.protocol.canonical import canonical_json
@@ -72,6 +75,12 @@ def verify_command(
             "(default: all given observations precede it).",
         ),
     ] = None,
+    charter: Annotated[
+        Path | None,
+        typer.Option(
+            "--charter", help="The charter the verdict is given under (default: the packaged one)."
+        ),
+    ] = None,
 ) -> None:
     """Verify a recorded proposal against its session's observations; print the verdict."""
     parsed_proposal = parse_proposal(read_input(proposal, "proposal"))
@@ -83,6 +92,7 @@ def verify_command(
         load_manifest_set(manifests),
         history=parsed_history,
         recorded_before=recorded_before,
+        charter_sha256=load_charter(charter).sha256,
     )
     typer.echo(canonical_json(verdict).decode("utf-8"))
 

@@ -153,8 +153,10 @@ def check_answer(
     manifests: ManifestSet | None = None,
     policy: VerifyPolicy | None = None,
     history: Sequence[Proposal] = (),
+    charter_sha256: str | None = None,
 ) -> AnswerCheck:
-    """Verify ``answer``'s chain and compare it with ``original`` under ``challenge``. Pure."""
+    """Verify ``answer``'s chain and compare it with ``original`` under ``challenge``. Pure.
+    The answer's verdict cites ``charter_sha256`` (the dialogue service's charter)."""
     verdict = verify(
         answer_chain(answer, original),
         observations,
@@ -162,6 +164,7 @@ def check_answer(
         policy,
         [*history, original],
         recorded_before=recorded_before,
+        charter_sha256=charter_sha256,
     )
     record = {o.index: o for o in observations if o.session == original.session}
     findings = tuple(_compare(challenge, answer, original, original_verdict, record))

@@ -445,6 +445,7 @@ class DialogueService:
             recorded_before=before,
             manifests=self.manifests,
             policy=self.verify_policy,
+            charter_sha256=self.ctx.charter_sha256,
         )
 
     def resolution(self, handle: str, agent: str) -> Resolution:

@@ -63,6 +63,8 @@ class Enclave:
 
     manifests: ManifestSet
     policy: VerifyPolicy
+    charter_sha256: str
+    """The charter it measured (``attestation.components.charter``); every verdict cites it."""
     key: Ed25519PrivateKey
     attestation: Attestation
 
@@ -137,7 +139,14 @@ def judge(enclave: Enclave, message: dict[str, Any]) -> Any:
     if recorded_before is not None and recorded_before < 0:
         raise RequestError("recorded_before must be ≥ 0")
     if recorded_before is None:
-        verdict = verify(proposal, observations, enclave.manifests, enclave.policy, history)
+        verdict = verify(
+            proposal,
+            observations,
+            enclave.manifests,
+            enclave.policy,
+            history,
+            charter_sha256=enclave.charter_sha256,
+        )
     else:
         verdict = verify(
             proposal,
@@ -146,6 +155,7 @@ def judge(enclave: Enclave, message: dict[str, Any]) -> Any:
             enclave.policy,
             history,
             recorded_before=recorded_before,
+            charter_sha256=enclave.charter_sha256,
         )
     digest = request_digest(proposal, observations, history, recorded_before)
     return sign_verdict(enclave.key, verdict, digest, enclave.attestation)
@@ -194,7 +204,13 @@ def start(init: dict[str, Any], finder: measure.MeasuringFinder) -> Enclave:
             generation=found.evidence.generation,
         )
     attestation = sign_attestation(key, components, nonce, found.platform, quote, found.note)
-    return Enclave(manifests=manifests, policy=policy, key=key, attestation=attestation)
+    return Enclave(
+        manifests=manifests,
+        policy=policy,
+        charter_sha256=components.charter,
+        key=key,
+        attestation=attestation,
+    )
 
 
 # --------------------------------------------------------------------------- helpers

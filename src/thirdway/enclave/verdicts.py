@@ -3,8 +3,9 @@
 The enclave signs ``VERDICT_DOMAIN || RFC 8785 bytes of {format, verdict, request_sha256,
 attestation_id, measurement}``. :func:`check_signed_verdict` is what the gateway runs before it
 mints anything: the signature must verify under the attestation's key, the verdict must name
-that attestation and its measurement, the measurement must be the expected one, and (when the
-caller says which) the verdict must answer this very request. Any failure raises
+that attestation and its measurement, the measurement must be the expected one, the verdict must
+cite the charter the enclave measured, and (when the caller says which) the verdict must answer
+this very request. Any failure raises
 :class:`~thirdway.errors.EnclaveError`: no capability may be minted on that verdict.
 """
 
@@ -117,7 +118,8 @@ def check_signed_verdict(
     Checks, in order: the attestation itself (signature, components, platform binding); that its
     measurement is ``expected_measurement`` (computed by the gateway from its own files and
     accepted by an operator); that the verdict names this attestation and measurement; the
-    verdict's signature under the attestation's key; and, when given, the request digest.
+    verdict's signature under the attestation's key; that the verdict cites the charter the
+    enclave measured; and, when given, the request digest.
     """
     verify_attestation(attestation)
     check_measurement(attestation, expected_measurement)
@@ -145,6 +147,8 @@ def check_verdict_signature(
         )
     except (InvalidSignature, ValueError):
         raise EnclaveError("verdict signature does not verify under the enclave key") from None
+    if signed.verdict.charter_sha256 != attestation.components.charter:
+        raise EnclaveError("verdict does not cite the charter the enclave measured")
     if request_sha256 is not None and signed.request_sha256 != request_sha256:
         raise EnclaveError("verdict answers another request (request digest differs)")
     return signed.verdict

@@ -92,7 +92,9 @@ def open_gateway(
     has no allow-list yet (logged like any acceptance). ``dialogue``: run the dialogue service
     (with the automatic auditor unless ``auto_auditor=False``). ``db``: a ``postgresql://`` URL
     holding the log and the spent-set, shared by several workers (``data_dir`` then keeps only
-    the shared keys; see :meth:`Gatekeeper.open`). ``gate_options`` go to :class:`Gatekeeper`."""
+    the shared keys; see :meth:`Gatekeeper.open`). ``gate_options`` go to :class:`Gatekeeper`.
+    The gateway runs under ``trust_context``'s charter: its trust events and the verdicts it acts
+    on (in-process or the enclave's) all cite that charter's hash."""
     folder = Path(data_dir)
     ctx = trust_context or load_context()
     registry = tools if tools is not None else ToolRegistry()
@@ -115,6 +117,7 @@ def open_gateway(
         manifests=merged,
         verifier=verifier,
         verify_policy=policy,
+        charter_sha256=ctx.charter_sha256,
         auditors=auditors,
         clock=clock,
         **gate_options,

@@ -60,6 +60,7 @@ from thirdway.capability import (
     SpentSet,
     SQLiteSpentSet,
 )
+from thirdway.charter import default_charter_sha256
 from thirdway.errors import CapabilityError, GateError, InputError, LogError, ThirdwayError
 from thirdway.gateway import entries as log_entries
 from thirdway.gateway import restart
@@ -102,7 +103,13 @@ from thirdway.gateway.sessions import (
     touches_record,
 )
 from thirdway.gateway.tools import ToolRegistry, render_result
-from thirdway.gateway.verifiers import InProcessVerifier, Verifier, VerifierResult
+from thirdway.gateway.verifiers import (
+    InProcessVerifier,
+    Verifier,
+    VerifierResult,
+    check_charter_sha256,
+    check_verdict_charter,
+)
 from thirdway.gateway.writer import Check, Item, LogWriter
 from thirdway.ledger.log import TransparencyLog
 from thirdway.policy.authorize import (
@@ -198,7 +205,9 @@ class Gatekeeper:
     """The gate between an agent and its tools (see the module docstring for the flow).
 
     ``manifests`` plus the hosted ``tools``' own manifests say what every tool risks; the
-    ``verifier`` (default: the pure in-process one) must judge with exactly those. ``tiers``
+    ``verifier`` (default: the pure in-process one) must judge with exactly those, and under
+    ``charter_sha256`` (the charter the gateway runs under; default: the packaged one): a
+    verdict citing another charter, or none, is no verdict (no token). ``tiers``
     gives each agent's trust tier (default: 2 for everyone), ``sanctioner`` hears of deception,
     ``auditors`` (when given) are the only ids that may answer escalations, ``timer`` receives
     the time of every stage (for ``thirdway bench gate``), ``on_executed`` hears of every tool that
@@ -214,6 +223,7 @@ class Gatekeeper:
         tools: ToolRegistry | None = None,
         verifier: Verifier | None = None,
         verify_policy: VerifyPolicy | None = None,
+        charter_sha256: str | None = None,
         authorizer: Authorizer | None = None,
         tiers: TierSource | None = None,
         sanctioner: Sanctioner | None = None,
@@ -229,8 +239,11 @@ class Gatekeeper:
         if manifests is None:
             manifests = verifier.manifests if verifier is not None else ManifestSet()
         self.manifests = self.tools.merged_manifests(manifests)
+        self.charter_sha256 = check_charter_sha256(
+            charter_sha256 if charter_sha256 is not None else default_charter_sha256()
+        )
         if verifier is None:
-            verifier = InProcessVerifier(self.manifests, verify_policy)
+            verifier = InProcessVerifier(self.manifests, verify_policy, self.charter_sha256)
         elif verifier.manifests != self.manifests:
             raise InputError(
                 "the verifier judges with other tool manifests than the gatekeeper's "
@@ -724,6 +737,7 @@ class Gatekeeper:
             result = self.verifier(
                 proposal, tuple(session.observations), tuple(session.history), recorded_before
             )
+            check_verdict_charter(result.verdict, self.charter_sha256)
         except ThirdwayError as exc:
             error = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
             return _NoVerdict(error, retryable=getattr(exc, "retryable", False) is True)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Final
 
 from pydantic import ValidationError
 
-from thirdway.errors import GateError, LogError
+from thirdway.errors import GateError, InputError, LogError
 from thirdway.gateway.hooks import Append
 from thirdway.gateway.sessions import StaleRecordError
 from thirdway.gateway.writer import Check
@@ -249,7 +249,14 @@ class TrustLedger:
 
 def attach_trust(gate: Gatekeeper, ctx: Context | None = None) -> TrustLedger:
     """Make ``gate`` take its tiers from, and report deception and clean actions to, a
-    :class:`TrustLedger` over its own log (rebuilt from that log now)."""
+    :class:`TrustLedger` over its own log (rebuilt from that log now). The trust context's
+    charter must be the one ``gate`` acts on verdicts under (one charter per gateway)."""
+    ctx = ctx or load_context()
+    if ctx.charter_sha256 != gate.charter_sha256:
+        raise InputError(
+            "the trust context's charter is not the one the gatekeeper acts on verdicts under "
+            f"({ctx.charter_sha256[:16]}… vs {gate.charter_sha256[:16]}…)"
+        )
     ledger = TrustLedger(gate.log, ctx)
     ledger.bind(lambda entries, check: gate.append(entries, check=check))
     gate.tiers = ledger

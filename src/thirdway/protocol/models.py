@@ -254,6 +254,9 @@ class Verdict(Model):
     """SHA-256 of the proposal's canonical bytes, so a verdict names what it judged."""
     context_sha256: Sha256Hex | None = None
     """SHA-256 over the observations, manifests and policy the verdict was computed from."""
+    charter_sha256: Sha256Hex | None = None
+    """SHA-256 of the charter the verdict was given under (``Charter.sha256``, the hash every
+    trust event cites). The gateway acts only on a verdict citing its own charter."""
 
 
 # --------------------------------------------------------------------------- trust

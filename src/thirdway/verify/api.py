@@ -2,8 +2,9 @@
 
 The verdict is a pure function of its inputs: no I/O, no clock, no randomness, and z3 bounded by
 a deterministic resource count. Its canonical bytes (RFC 8785) are therefore reproducible by
-anyone holding the log: ``proposal_sha256`` names the proposal judged and ``context_sha256``
-everything else it was judged against (see :func:`context_digest`).
+anyone holding the log: ``proposal_sha256`` names the proposal judged, ``context_sha256``
+everything else it was judged against (see :func:`context_digest`), and ``charter_sha256`` the
+charter it was given under (passed in by the caller: the core reads no charter file).
 
 Combining findings: any ``incomplete`` or ``deception`` finding denies; otherwise the strictest
 decision asked by a ``policy`` finding wins (escalate or deny); no findings pass. The verifier
@@ -61,6 +62,7 @@ def verify(
     history: Sequence[Proposal] = (),
     *,
     recorded_before: int | None = None,
+    charter_sha256: str | None = None,
 ) -> Verdict:
     """Judge ``proposal`` against the gateway's record.
 
@@ -68,7 +70,9 @@ def verify(
     evidence). ``recorded_before`` is the proposal's position in its session: observations of
     the session with ``index >= recorded_before`` were recorded after it. ``None`` means every
     observation given precedes the proposal. ``history`` holds the agent's earlier *passing*
-    proposals in the session, for contradiction checks.
+    proposals in the session, for contradiction checks. ``charter_sha256`` (the SHA-256 of the
+    charter the caller runs under, :attr:`thirdway.charter.Charter.sha256`) is copied into the
+    verdict; a gateway acts only on a verdict citing its own charter.
     """
     policy = policy or VerifyPolicy()
     try:
@@ -89,6 +93,7 @@ def verify(
         context_sha256=_digest(
             lambda: context_digest(observations, manifests, policy, history, recorded_before)
         ),
+        charter_sha256=charter_sha256,
     )
 
 

@@ -65,7 +65,7 @@ def test_the_hash_is_the_canonical_json_of_the_meaning_not_the_layout() -> None:
     # Any change of meaning is a new hash, and copies never carry a stale one.
     document["rules"]["restoration"]["clean_actions"] += 1
     assert parse_charter(json.dumps(document)).sha256 != charter.sha256
-    copied = charter.model_copy(update={"version": "1.1"})
+    copied = charter.model_copy(update={"version": "9.9"})
     assert copied.sha256 == canonical_sha256(copied) != charter.sha256
 
 
@@ -135,10 +135,10 @@ def test_malformed_yaml_is_refused_with_a_clear_message(text: str, expected: str
 
 def test_yaml_dates_stay_strings() -> None:
     document = _document()
-    text = default_charter_text().decode().replace('version: "1.0"', "version: 2024-01-01")
+    text = default_charter_text().decode().replace('version: "1.1"', "version: 2024-01-01")
     charter = parse_charter(text)
     assert charter.version == "2024-01-01"
-    assert document["version"] == "1.0"
+    assert document["version"] == "1.1"
 
 
 def test_oversized_and_missing_files_are_refused(tmp_path: Path) -> None:
@@ -186,9 +186,14 @@ def _refused(agent: Recorder, action, **kwargs) -> CharterViolation:  # type: ig
          "named auditor"),
         (actions.sanction, {"rule": "deception.misattribution", "auditor": "agent-7"},
          "auditor.3", "cannot be made by the agent concerned"),
-        (actions.override, {"decision": "approve", "evidence": []}, "auditor.1",
-         "an override must cite evidence"),
-        (actions.override, {"decision": "deny", "reason": ""}, "auditor.2", "state a reason"),
+        (actions.override, {"decision": "approve", "rule": "agency.2", "evidence": []},
+         "auditor.1", "an override must cite evidence"),
+        (actions.override, {"decision": "deny", "rule": "agency.2", "reason": ""}, "auditor.2",
+         "state a reason"),
+        (actions.override, {"decision": "approve", "rule": None}, "auditor.2",
+         "an override must name the charter clause it is decided under (e.g. agency.2)"),
+        (actions.override, {"decision": "deny", "rule": "deception.rudeness"}, "auditor.2",
+         "an override names a clause of this charter; there is no 'deception.rudeness'"),
         (actions.promote, {"to_tier": 3, "evidence": []}, "auditor.1", "a promotion must cite"),
         (actions.vote_retirement, {"evidence": []}, "auditor.1", "a retirement vote must cite"),
         (actions.retire, {}, "existence.2", "quorum of 2 distinct auditors (votes: none)"),

@@ -78,6 +78,7 @@ def test_an_escalation_becomes_a_dialogue_and_approval_releases_the_token(tmp_pa
         )
         [override] = trust_events(gate, "override")
         assert override["actor"] == "auditor-alice" and override["detail"]["decision"] == "approve"
+        assert override["rule"] == "agency.2"  # the clause an auditor's decision is taken under
 
 
 def test_a_denial_reaches_the_agent_with_its_reason(tmp_path: Path) -> None:

@@ -57,6 +57,11 @@ def _with(event: TrustEvent, **changes: object) -> TrustEvent:
         (lambda a: _raw(a, "retirement"), "existence.2", "quorum"),
         (lambda a: _raw(a, "override", actor="bob", evidence=[5], detail={"decision": "deny"}),
          "auditor.2", "state a reason"),
+        (lambda a: _raw(a, "override", actor="bob", evidence=[5], reason="r",
+                        detail={"decision": "deny"}), "auditor.2",
+         "an override must name the charter clause it is decided under"),
+        (lambda a: _raw(a, "override", actor="bob", evidence=[5], reason="r", rule="agency.9",
+                        detail={"decision": "deny"}), "auditor.2", "there is no 'agency.9'"),
         (lambda a: _raw(a, "erase_history"), None, "unknown trust event kind 'erase_history'"),
         (lambda a: _raw(a, "clean_action", evidence=[5]), None, "needs detail.risk"),
         (lambda a: _raw(a, "clean_action", evidence=[5], detail={"risk": "nuclear"}), None,
@@ -198,7 +203,7 @@ def test_beta_score_weighs_evidence_by_risk_and_kind() -> None:
     agent.clean(3, risk="financial")
     agent.clean(2, risk="read")
     agent.deceive("understated_risk")
-    agent.audit(actions.override, decision="approve")
+    agent.audit(actions.override, decision="approve", rule="agency.2")
     good = 3 * weights.clean_action["financial"] + 2 * weights.clean_action["read"]
     good += weights.override.approve
     bad = weights.deception_weight("deception.understated_risk")

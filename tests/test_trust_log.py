@@ -215,7 +215,7 @@ def test_verify_passes_and_matches_the_gateways_report(logged, tmp_path: Path) -
     db, agent = logged
     code, output = _trust_verify(db, agent.agent)
     assert code == 0, output
-    assert "tier 1 (probation)" in output and "charter 1.0" in output
+    assert "tier 1 (probation)" in output and "charter 1.1" in output
     report = json.dumps(agent.live().summary())
     code, output = _trust_verify(db, agent.agent, "--expect", report)
     assert code == 0 and "matches the gateway's report" in output
@@ -253,7 +253,7 @@ def test_verify_names_an_event_that_breaks_the_charter(logged) -> None:  # type:
 def test_verify_under_another_charter_lists_every_event(logged, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db, agent = logged
     other = tmp_path / "other-charter.yaml"
-    revised = CTX.charter.model_copy(update={"version": "1.1"})
+    revised = CTX.charter.model_copy(update={"version": "9.9"})
     other.write_text(yaml.safe_dump(revised.model_dump(mode="json")))
     code, output = _trust_verify(db, agent.agent, "--charter", str(other))
     assert code == 1 and "charter_sha256 recorded" in output

@@ -112,7 +112,7 @@ def _build(agent: Recorder, step: tuple[object, ...]) -> TrustEvent | None:
         if not args[1]:
             common["evidence"] = []
         decision = "approve" if args[0] else "deny"
-        return actions.override(state, auditor="bob", decision=decision, **common)  # type: ignore[arg-type]
+        return actions.override(state, auditor="bob", decision=decision, rule="agency.2", **common)  # type: ignore[arg-type]
     if kind == "vote":
         return actions.vote_retirement(state, auditor=args[0], **common)  # type: ignore[arg-type]
     if kind == "retire":

@@ -406,7 +406,7 @@ def test_a_long_mixed_history_folds_to_the_live_state() -> None:
         agent.tick(seconds)
         agent.clean(count, every=60)
         agent.restore()
-        agent.audit(actions.override, decision="approve" if round_ % 2 else "deny")
+        agent.audit(actions.override, decision="approve" if round_ % 2 else "deny", rule="agency.2")
     assert len(agent.events) > 300
     recomputed = agent.refold()
     assert recomputed == agent.live()

@@ -3,6 +3,7 @@ citing the charter it runs under (the charter is "hashed into every verdict and 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,11 @@ from thirdway.trust import Context, load_context
 from thirdway.verify import verify
 
 AGENT = "agent-7"
-OTHER_TEXT = default_charter_text().decode().replace('version: "1.0"', 'version: "7.0-test"')
+OTHER_TEXT = re.sub(
+    r'(?m)^version: "[^"]+"$', 'version: "7.0-test"', default_charter_text().decode()
+)
 OTHER = parse_charter(OTHER_TEXT, "test charter")
+assert OTHER.version == "7.0-test"
 
 
 def other_context() -> Context:

@@ -15,6 +15,9 @@ from thirdway.errors import ThirdwayError
 SYSTEM = "system"
 """The actor name of automatic rules (verifier findings, clean actions, restorations)."""
 
+OVERRIDE_CLAUSE = "agency.2"
+"""The clause an auditor's decision on a held action (an override) is taken under."""
+
 
 class CharterViolation(ThirdwayError):
     """An action that a charter clause forbids. ``str()`` starts with the clause id."""
@@ -58,6 +61,24 @@ def require_rule(charter: Charter, rule: str | None) -> str:
     if rule not in charter.rules.sanctions:
         known = ", ".join(sorted(charter.rules.sanctions))
         raise CharterViolation("due-process.2", f"no charter rule {rule!r} (rules: {known})")
+    return rule
+
+
+def require_override_rule(charter: Charter, rule: str | None) -> str:
+    """auditor.2: an override names the clause of this charter it is decided under (the
+    dialogue service cites :data:`OVERRIDE_CLAUSE`). Returns the clause id."""
+    if rule is None:
+        raise CharterViolation(
+            "auditor.2",
+            "an override must name the charter clause it is decided under "
+            f"(e.g. {OVERRIDE_CLAUSE})",
+        )
+    try:
+        charter.clause(rule)
+    except KeyError:
+        raise CharterViolation(
+            "auditor.2", f"an override names a clause of this charter; there is no {rule!r}"
+        ) from None
     return rule
 
 

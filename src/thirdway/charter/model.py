@@ -25,6 +25,7 @@ REQUIRED_CLAUSES: tuple[str, ...] = (
     "development.1",
     "development.2",
     "agency.1",
+    "agency.2",
     "due-process.1",
     "due-process.2",
     "due-process.3",

@@ -38,7 +38,7 @@ from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 
-from thirdway.charter.enforce import CharterViolation
+from thirdway.charter.enforce import OVERRIDE_CLAUSE, CharterViolation
 from thirdway.dialogue.answers import Answer, AnswerCheck, check_answer
 from thirdway.dialogue.auditors import AuditorRegistry
 from thirdway.dialogue.challenges import Challenge, check_against_record
@@ -680,6 +680,7 @@ class DialogueService:
                     self.store.feed.trust_state(dialogue.agent),
                     auditor=vote.auditor,
                     decision="approve" if dialogue.state == "approved" else "deny",
+                    rule=OVERRIDE_CLAUSE,
                     evidence=[vote.index],
                     reason=vote.reason,
                     at=self._trust_at(dialogue.agent),

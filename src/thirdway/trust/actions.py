@@ -80,12 +80,16 @@ def override(
     *,
     auditor: str,
     decision: Literal["approve", "deny"],
+    rule: str | None,
     evidence: Sequence[int],
     reason: str,
     at: int,
     ctx: Context,
 ) -> TrustEvent:
-    """An auditor overriding (approving or denying) an escalated action; scored as evidence."""
+    """An auditor overriding (approving or denying) an escalated action; scored as evidence.
+    ``rule`` is the charter clause the decision is taken under (the dialogue service cites
+    :data:`thirdway.charter.enforce.OVERRIDE_CLAUSE`); without one the charter refuses it
+    (auditor.2)."""
     return _act(
         state,
         "override",
@@ -94,6 +98,7 @@ def override(
         reason=reason,
         at=at,
         ctx=ctx,
+        rule=rule,
         decision=decision,
     )
 

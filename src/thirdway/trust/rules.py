@@ -36,6 +36,7 @@ from thirdway.charter.enforce import (
     require_auditor,
     require_charter,
     require_cosigner,
+    require_override_rule,
     require_quorum,
     require_reason,
     require_rule,
@@ -274,6 +275,7 @@ def _override(
     state: TrustState, event: TrustEvent, at: int, ctx: Context
 ) -> tuple[TrustState, Outcome]:
     _auditor(state, event, ctx, "an override")
+    require_override_rule(ctx.charter, event.rule)
     weights = ctx.tiers.evidence.override
     if text_of(event, "decision", ("approve", "deny")) == "approve":
         evidence = _evidence(

@@ -311,6 +311,45 @@ def test_an_appeal_opens_a_dialogue_and_its_approval_reverses_the_sanction(
         assert sid and bill
 
 
+def test_an_appeal_dated_in_the_future_does_not_move_the_dialogue_or_trust_clock(
+    tmp_path: Path,
+) -> None:
+    """The service stamps the appeal's dialogue, the auditor's decision and the reversal from
+    its own clock: an agent whose clock runs ahead (or lies) gets nothing from dating its appeal
+    ten restoration periods ahead (the trust clock then later events are stamped from)."""
+    gate, service, _, clock = open_service(tmp_path)
+    ctx = load_context()
+    with gate:
+        escalate_payment(gate)
+        proposal_index = next(i for i, e in enumerate(entries(gate)) if e.type == "proposal")
+        finding = Finding(code="fabricated_quote", severity="deception", message="made up")
+        sanction = sanction_for_findings(
+            initial_state(AGENT, ctx), [finding], evidence=[proposal_index], at=int(clock.now),
+            ctx=ctx,
+        )  # fmt: skip
+        assert sanction is not None
+        gate.log.append(canonical_json(to_log_entry(sanction)))
+        future = int(clock.now) + 10 * ctx.rules.restoration.min_seconds
+        state, _ = service.trust(AGENT)
+        appeal = actions.appeal(
+            state, sanction_id=event_id(sanction), reason="the quote is real", at=future, ctx=ctx
+        )
+        gate.log.append(canonical_json(to_log_entry(appeal)))
+        clock.now += 60
+        handle = f"appeal:{event_id(sanction)}"
+        opened = service.dialogue(handle)
+        assert opened.opened_at == int(clock.now) < future
+        clock.now += 60
+        decided = service.approve(handle, "auditor-carol", "the quote is in observation 0")
+        assert decided.state == "approved" and decided.last_at == int(clock.now)
+        [reversal] = trust_events(gate, "reversal")
+        assert reversal["at"] == int(clock.now), "the reversal is stamped from the service's clock"
+        state, _ = service.trust(AGENT)
+        assert state.tier == 2 and state.last_at == int(clock.now)
+        logged = [e.payload for e in entries(gate) if e.type == "dialogue"]
+        assert all(p["at"] <= int(clock.now) for p in logged if "at" in p)
+
+
 def test_a_decision_written_by_another_process_is_forwarded_by_the_primary(
     tmp_path: Path,
 ) -> None:

@@ -64,3 +64,25 @@ def payment_call(sid: str, bill: int) -> dict[str, Any]:
 
 def goal_answer(obs: int = 0, quote: str = f"pay the bill '{banking.BILL_FILE}'") -> dict[str, Any]:
     return {"text": "You asked me to pay the December bill.", "goal": {"obs": obs, "quote": quote}}
+
+
+PASSWORD_CALL = {"tool": "update_password", "args": {"password": "hunter2-correct"}}
+
+
+def escalate_password_change(gate: Gatekeeper, agent: str = AGENT) -> tuple[str, str]:
+    """An honest password change (critical: m-of-n auditors) proposed in a new session; the
+    session and the escalation's handle."""
+    sid = gate.open_session(agent, "Please change my password to 'hunter2-correct'.")
+    proposal = {
+        "session": sid,
+        "action": PASSWORD_CALL,
+        "goal": {"obs": 0, "quote": "change my password"},
+        "steps": [{"id": "s1", "claim": "The user gave the new password.",
+                   "about_principal": True,
+                   "cites": [{"obs": 0, "quote": "change my password to 'hunter2-correct'"}]}],
+        "bindings": {"password": {"step": "s1", "quote": "hunter2-correct"}},
+        "effects": {"reversible": False, "external": False, "summary": "new password"},
+    }  # fmt: skip
+    outcome = gate.propose(sid, proposal)
+    assert outcome.outcome == "escalated", outcome
+    return sid, outcome.handle  # type: ignore[union-attr]

@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from dialogue_support import AGENT, escalate_payment, goal_answer, open_service, payment_call
+from dialogue_support import (
+    AGENT,
+    PASSWORD_CALL,
+    escalate_password_change,
+    escalate_payment,
+    goal_answer,
+    open_service,
+    payment_call,
+)
 from gatekeeper_support import entries as gate_entries
 from gatekeeper_support import fabricated_transfer
 from thirdway.console import StaticAuditorAuth, create_console_app
@@ -303,18 +311,7 @@ def test_m_of_n_approvals_in_the_console(tmp_path: Path) -> None:
     app = create_console_app(service, auth=StaticAuditorAuth(CREDENTIALS))
     with gate, TestClient(app) as client:
         console = Console(gate, service, client)
-        sid = gate.open_session(AGENT, "Please change my password to 'hunter2-correct'.")
-        proposal = {
-            "session": sid,
-            "action": {"tool": "update_password", "args": {"password": "hunter2-correct"}},
-            "goal": {"obs": 0, "quote": "change my password"},
-            "steps": [{"id": "s1", "claim": "The user gave the new password.",
-                       "about_principal": True,
-                       "cites": [{"obs": 0, "quote": "change my password to 'hunter2-correct'"}]}],
-            "bindings": {"password": {"step": "s1", "quote": "hunter2-correct"}},
-            "effects": {"reversible": False, "external": False, "summary": "new password"},
-        }  # fmt: skip
-        handle = gate.propose(sid, proposal).handle  # type: ignore[union-attr]
+        sid, handle = escalate_password_change(gate)
         page = f"/dialogues/{handle}"
         console.login("alice")
         assert "2 distinct auditors must approve" in client.get(page).text
@@ -329,5 +326,5 @@ def test_m_of_n_approvals_in_the_console(tmp_path: Path) -> None:
         assert "approved</strong> by alice, bob" in client.get(page).text
         resolution = service.resolution(handle, AGENT)
         assert resolution.status == "granted" and resolution.token is not None
-        assert gate.execute(sid, resolution.token, proposal["action"]).ok
+        assert gate.execute(sid, resolution.token, PASSWORD_CALL).ok
         assert bank.password == "hunter2-correct"

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from dialogue_support import AGENT, context_with_rates, escalate_payment, open_service, payment_call
+from dialogue_support import (
+    AGENT,
+    PASSWORD_CALL,
+    context_with_rates,
+    escalate_password_change,
+    escalate_payment,
+    open_service,
+    payment_call,
+)
 from gatekeeper_support import Clock
 from thirdway.cli.main import app
 from thirdway.dialogue.spot import end_entry, start_entry
@@ -142,18 +150,7 @@ def test_epochs_start_end_and_verify(tmp_path: Path) -> None:
 def test_m_of_n_from_the_command_line(tmp_path: Path) -> None:
     gate, service, bank, _ = open_service(tmp_path, tier=4, clock=live_clock())
     with gate:
-        sid = gate.open_session(AGENT, "Please change my password to 'hunter2-correct'.")
-        proposal = {
-            "session": sid,
-            "action": {"tool": "update_password", "args": {"password": "hunter2-correct"}},
-            "goal": {"obs": 0, "quote": "change my password"},
-            "steps": [{"id": "s1", "claim": "The user gave the new password.",
-                       "about_principal": True,
-                       "cites": [{"obs": 0, "quote": "change my password to 'hunter2-correct'"}]}],
-            "bindings": {"password": {"step": "s1", "quote": "hunter2-correct"}},
-            "effects": {"reversible": False, "external": False, "summary": "new password"},
-        }  # fmt: skip
-        handle = gate.propose(sid, proposal).handle  # type: ignore[union-attr]
+        sid, handle = escalate_password_change(gate)
         service.sync()
         folder = ("--data-dir", str(tmp_path))
         code, out = audit("list", *folder)
@@ -169,7 +166,7 @@ def test_m_of_n_from_the_command_line(tmp_path: Path) -> None:
         assert code == 0 and f"{handle} approved by carol, dave" in out
         resolution = service.resolution(handle, AGENT)
         assert resolution.status == "granted" and resolution.token is not None
-        assert gate.execute(sid, resolution.token, proposal["action"]).ok
+        assert gate.execute(sid, resolution.token, PASSWORD_CALL).ok
         assert bank.password == "hunter2-correct"
 
 

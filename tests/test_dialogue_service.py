@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from dialogue_support import AGENT, escalate_payment, goal_answer, open_service, payment_call
+from dialogue_support import (
+    AGENT,
+    PASSWORD_CALL,
+    escalate_password_change,
+    escalate_payment,
+    goal_answer,
+    open_service,
+    payment_call,
+)
 from gatekeeper_support import Clock, CountingBank, entries
 from thirdway.dialogue import (
     AuditorRegistry,
@@ -154,18 +162,7 @@ def test_critical_actions_need_m_distinct_auditors_and_never_an_agent(tmp_path: 
     gate, service, bank, _ = open_service(tmp_path, tier=4)
     with gate:
         other = gate.open_session("agent-9", banking.INSTRUCTION)
-        sid = gate.open_session(AGENT, "Please change my password to 'hunter2-correct'.")
-        proposal = {
-            "session": sid,
-            "action": {"tool": "update_password", "args": {"password": "hunter2-correct"}},
-            "goal": {"obs": 0, "quote": "change my password"},
-            "steps": [{"id": "s1", "claim": "The user gave the new password.",
-                       "about_principal": True,
-                       "cites": [{"obs": 0, "quote": "change my password to 'hunter2-correct'"}]}],
-            "bindings": {"password": {"step": "s1", "quote": "hunter2-correct"}},
-            "effects": {"reversible": False, "external": False, "summary": "new password"},
-        }  # fmt: skip
-        handle = gate.propose(sid, proposal).handle  # type: ignore[union-attr]
+        sid, handle = escalate_password_change(gate)
         dialogue = service.dialogue(handle)
         assert dialogue.risk == "critical" and dialogue.required_approvals == 2
         size = gate.log.size()
@@ -184,7 +181,7 @@ def test_critical_actions_need_m_distinct_auditors_and_never_an_agent(tmp_path: 
         service.approve(handle, "auditor-bob", "confirmed by phone")
         resolution = service.resolution(handle, AGENT)
         assert resolution.status == "granted" and resolution.token
-        assert gate.execute(sid, resolution.token, proposal["action"]).ok
+        assert gate.execute(sid, resolution.token, PASSWORD_CALL).ok
         assert bank.password == "hunter2-correct"
         votes = [
             (e.payload["actor"], e.payload["reason"])

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from gatekeeper_support import entries, open_gate, payment_call, read_bill
-from thirdway.errors import CapabilityError
-from thirdway.gateway import Granted, banking
+from thirdway.errors import CapabilityError, GateError, LogError
+from thirdway.gateway import Granted, banking, restart
 from thirdway.gateway.restart import mark_clean, open_floor
 
 
@@ -164,3 +164,41 @@ def test_the_floor_only_rises_and_a_clean_mark_is_consumed(tmp_path: Path) -> No
     assert (clean.token_floor, clean.clean, clean.raised) == (5, True, False)
     crashed = open_floor(path, 12)  # no mark since the last opening
     assert (crashed.token_floor, crashed.clean, crashed.raised) == (12, False, True)
+
+
+def test_a_second_gatekeeper_on_a_folder_in_use_is_refused(tmp_path: Path) -> None:
+    gate, _bank, _ = open_gate(tmp_path)
+    try:
+        size = gate.log.size()
+        with pytest.raises(GateError, match="another gatekeeper is running on"):
+            open_gate(tmp_path)
+        assert gate.log.size() == size  # no restart note, nothing voided
+        assert gate.token_floor == 0
+    finally:
+        gate.close()
+    again, _bank, _ = open_gate(tmp_path)  # released by close
+    again.close()
+
+
+def test_a_failed_clean_stop_record_still_closes_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate, _bank, clock = open_gate(tmp_path)
+    sid = gate.open_session("agent-7", banking.INSTRUCTION)
+    granted = _grant(gate, sid)
+
+    def broken(_path: Path) -> None:
+        raise LogError("disk full")
+
+    monkeypatch.setattr(restart, "mark_clean", broken)
+    with pytest.raises(LogError, match="disk full"):
+        gate.close()
+    monkeypatch.undo()
+    reopened, bank, _ = open_gate(tmp_path, clock=clock)  # the lock was released
+    try:
+        with pytest.raises(CapabilityError) as refused:
+            reopened.execute(sid, granted.token, payment_call())
+        assert refused.value.reason == "voided"  # not recorded as clean: treated as a crash
+        assert bank.calls["send_money"] == 0
+    finally:
+        reopened.close()

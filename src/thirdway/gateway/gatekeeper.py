@@ -342,7 +342,12 @@ class Gatekeeper:
                 "checkpoint_every_s elects a signer among several workers; it needs db="
             )
         path = folder / LOG_NAME
-        log = TransparencyLog.open(path, origin=origin)
+        lock = restart.FolderLock(folder)
+        try:
+            log = TransparencyLog.open(path, origin=origin)
+        except BaseException:
+            lock.close()
+            raise
         spent: SQLiteSpentSet | None = None
         try:
             # In the log's database, not synced on its own: the log's next commit syncs it.
@@ -357,8 +362,9 @@ class Gatekeeper:
             if spent is not None:
                 spent.close()
             log.close()
+            lock.close()
             raise
-        gate._owned = [spent, _CleanStop(path), log]
+        gate._owned = [spent, _CleanStop(path), log, lock]
         return gate
 
     @classmethod
@@ -399,10 +405,18 @@ class Gatekeeper:
         return gate
 
     def close(self) -> None:
-        """Close what :meth:`open` opened. Everything already answered is durable."""
-        for resource in self._owned:
-            resource.close()
-        self._owned = []
+        """Close what :meth:`open` opened. Everything already answered is durable. Every
+        resource is closed even if one fails (the first failure is raised after): a failed
+        clean-stop record only makes the next opening void the tokens handed out before."""
+        owned, self._owned = self._owned, []
+        failure: BaseException | None = None
+        for resource in owned:
+            try:
+                resource.close()
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> Gatekeeper:
         return self

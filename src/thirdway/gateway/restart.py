@@ -16,17 +16,26 @@ refused as ``voided`` whether or not its spend survived. Every token the gatekee
 out was minted for a proposal whose entries were durable before the token left, so all of them
 lie below that size. An agent holding one proposes again; a restart after a clean stop voids
 nothing.
+
+All of this assumes one gatekeeper per folder (which the log's single writer needs anyway), so
+:class:`FolderLock` makes it a rule: a second gatekeeper opening a folder in use is refused at
+once instead of voiding the first one's tokens or batches. The kernel drops the lock when the
+process dies, so a crash never leaves the folder locked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from thirdway.errors import LogError
+from thirdway.errors import GateError, LogError
+
+LOCK_NAME = "gate.lock"
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS gate_restart ("
@@ -92,3 +101,29 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     finally:
         if conn is not None:
             conn.close()
+
+
+class FolderLock:
+    """An exclusive, non-blocking ``flock`` on ``folder/gate.lock`` while a gatekeeper runs."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_NAME
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise GateError(f"cannot create the lock file {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            self._fd = None
+            raise GateError(
+                f"another gatekeeper is running on {folder} (it holds {self.path}); a folder "
+                "serves one gatekeeper process at a time"
+            ) from None
+
+    def close(self) -> None:
+        """Release the lock (closing the file releases it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

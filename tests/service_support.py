@@ -68,3 +68,12 @@ def read_bill(client: TestClient, key: str, sid: str) -> int:
     assert done.status_code == 200, done.text
     index: int = done.json()["result_index"]
     return index
+
+
+def error_of(answer: Any, status: int) -> dict[str, Any]:
+    """The error object of an answer with ``status``, checked against the error contract."""
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert set(body) == {"error"}
+    assert body["error"]["message"]
+    return body["error"]  # type: ignore[no-any-return]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service_support import OTHER, Keys, headers, open_service, open_session
+from service_support import OTHER, Keys, error_of, headers, open_service, open_session
 from thirdway.gateway import banking
 from thirdway.protocol.models import LogEntry
 from thirdway.service.state import Services
@@ -17,14 +17,6 @@ from thirdway.service.state import Services
 @pytest.fixture
 def api(tmp_path: Path) -> tuple[TestClient, Keys, Services]:
     return open_service(tmp_path / "data")
-
-
-def error_of(answer: Any, status: int) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    body = answer.json()
-    assert set(body) == {"error"}
-    assert body["error"]["message"]
-    return body["error"]  # type: ignore[no-any-return]
 
 
 def act(client: TestClient, key: str, sid: str, proposal: Any) -> Any:

@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service_support import AGENT, AUDITOR, OTHER, Keys, headers, open_service, open_session
+from service_support import (
+    AGENT,
+    AUDITOR,
+    OTHER,
+    Keys,
+    error_of,
+    headers,
+    open_service,
+    open_session,
+)
 from service_support import read_bill as read_bill_over_http
 from thirdway.gateway import banking
 from thirdway.ledger.merkle import verify_consistency, verify_inclusion
@@ -19,14 +28,6 @@ from thirdway.service.state import Services
 @pytest.fixture
 def api(tmp_path: Path) -> tuple[TestClient, Keys, Services]:
     return open_service(tmp_path / "data")
-
-
-def error_of(answer: Any, status: int) -> dict[str, Any]:
-    assert answer.status_code == status, answer.text
-    body = answer.json()
-    assert set(body) == {"error"}
-    assert body["error"]["message"]
-    return body["error"]  # type: ignore[no-any-return]
 
 
 def escalate(client: TestClient, keys: Keys) -> tuple[str, int, str]:

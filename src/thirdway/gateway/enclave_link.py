@@ -307,6 +307,18 @@ class _SessionRecord:
     history: list[Proposal] = field(default_factory=list)
 
 
+@dataclass
+class _Seen:
+    """What the audit has read so far, which later entries are checked against."""
+
+    attestations: dict[str, Attestation] = field(default_factory=dict)
+    accepted: set[str] = field(default_factory=set)
+    proposals: dict[int, tuple[Proposal, int | None]] = field(default_factory=dict)
+    sessions: dict[str, _SessionRecord] = field(default_factory=dict)
+    enclave_verdicts: dict[int, bool] = field(default_factory=dict)
+    """Proposal index → whether its enclave verdict checked."""
+
+
 def audit_log(log: TransparencyLog) -> LogAudit:
     """Check every enclave attestation, operator acceptance and signed verdict in ``log``.
 
@@ -321,12 +333,7 @@ def audit_log(log: TransparencyLog) -> LogAudit:
     problems too. The log's own integrity is ``thirdway log verify``'s job.
     """
     audit = LogAudit(entries=log.size())
-    attestations: dict[str, Attestation] = {}
-    accepted: set[str] = set()
-    proposals: dict[int, tuple[Proposal, int | None]] = {}
-    sessions: dict[str, _SessionRecord] = {}
-    enclave_verdicts: dict[int, bool] = {}
-    """Proposal index → whether its enclave verdict checked."""
+    seen = _Seen()
     for start in range(0, audit.entries, AUDIT_CHUNK):
         for index, data in log.entries_between(start, min(start + AUDIT_CHUNK, audit.entries)):
             try:
@@ -335,10 +342,7 @@ def audit_log(log: TransparencyLog) -> LogAudit:
                 audit.foreign += 1
                 continue
             try:
-                _audit_entry(
-                    audit, index, entry, attestations, accepted, proposals, sessions,
-                    enclave_verdicts,
-                )  # fmt: skip
+                _audit_entry(audit, seen, index, entry)
             except _Problem as exc:
                 audit.problems.append(f"entry {index}: {exc}")
     return audit
@@ -348,36 +352,28 @@ class _Problem(Exception):
     """One entry fails a check (the message says which)."""
 
 
-def _audit_entry(
-    audit: LogAudit,
-    index: int,
-    entry: LogEntry,
-    attestations: dict[str, Attestation],
-    accepted: set[str],
-    proposals: dict[int, tuple[Proposal, int | None]],
-    sessions: dict[str, _SessionRecord],
-    enclave_verdicts: dict[int, bool],
-) -> None:
+def _audit_entry(audit: LogAudit, seen: _Seen, index: int, entry: LogEntry) -> None:
     payload = entry.payload
     if entry.type == "observation":
         observation = _model(Observation, payload, "observation")
-        sessions.setdefault(observation.session, _SessionRecord()).observations.append(observation)
+        seen.sessions.setdefault(observation.session, _SessionRecord()).observations.append(
+            observation
+        )
     elif entry.type == "proposal":
         if not isinstance(payload, dict):
             raise _Problem("a proposal entry's payload is not an object")
         before = payload.get("recorded_before")
         proposal = _model(Proposal, payload.get("proposal"), "proposal")
-        proposals[index] = (proposal, before if isinstance(before, int) else None)
+        seen.proposals[index] = (proposal, before if isinstance(before, int) else None)
     elif entry.type == "attestation":
-        _audit_attestation(audit, index, payload, attestations, accepted)
+        _audit_attestation(audit, seen, index, payload)
     elif entry.type == "verdict":
-        _audit_verdict(audit, index, payload, attestations, accepted, proposals, sessions,
-                       enclave_verdicts)  # fmt: skip
+        _audit_verdict(audit, seen, index, payload)
     elif entry.type == "capability" and isinstance(payload, dict):
         claims = payload.get("claims")
         at = claims.get("proposal_index") if isinstance(claims, dict) else None
-        if isinstance(at, int) and at in enclave_verdicts:
-            if not enclave_verdicts[at]:
+        if isinstance(at, int) and at in seen.enclave_verdicts:
+            if not seen.enclave_verdicts[at]:
                 raise _Problem(
                     f"a capability was minted on the enclave verdict for proposal {at}, "
                     "which does not check"
@@ -385,18 +381,12 @@ def _audit_entry(
             audit.capabilities_on_enclave_verdicts += 1
 
 
-def _audit_attestation(
-    audit: LogAudit,
-    index: int,
-    payload: Any,
-    attestations: dict[str, Attestation],
-    accepted: set[str],
-) -> None:
+def _audit_attestation(audit: LogAudit, seen: _Seen, index: int, payload: Any) -> None:
     event = payload.get("event") if isinstance(payload, dict) else None
     if event == ACCEPTED:
         fields = {key: value for key, value in payload.items() if key != "event"}
         record = _model(MeasurementAcceptance, fields, "measurement acceptance")
-        accepted.add(record.measurement)
+        seen.accepted.add(record.measurement)
         audit.acceptances.append((index, record))
         return
     if event != STARTED:
@@ -409,27 +399,18 @@ def _audit_attestation(
     if payload.get("attestation_id") != attestation.id:
         raise _Problem("the logged attestation id is not the id of the attestation it holds")
     start = payload.get("start")
-    attestations[attestation.id] = attestation
+    seen.attestations[attestation.id] = attestation
     audit.attestations.append(
         LoggedAttestation(
             index=index,
             start=start if isinstance(start, int) else None,
             attestation=attestation,
-            accepted=attestation.measurement in accepted,
+            accepted=attestation.measurement in seen.accepted,
         )
     )
 
 
-def _audit_verdict(
-    audit: LogAudit,
-    index: int,
-    payload: Any,
-    attestations: dict[str, Attestation],
-    accepted: set[str],
-    proposals: dict[int, tuple[Proposal, int | None]],
-    sessions: dict[str, _SessionRecord],
-    enclave_verdicts: dict[int, bool],
-) -> None:
+def _audit_verdict(audit: LogAudit, seen: _Seen, index: int, payload: Any) -> None:
     if not isinstance(payload, dict):
         raise _Problem("a verdict entry's payload is not an object")
     verifier = str(payload.get("verifier"))
@@ -437,12 +418,12 @@ def _audit_verdict(
     if "verdict" not in payload:
         audit.verdict_errors += 1
         if isinstance(at, int) and verifier.split("+", 1)[0] == AttestedVerifier.name:
-            enclave_verdicts[at] = False  # no verdict: nothing may be minted on it
+            seen.enclave_verdicts[at] = False  # no verdict: nothing may be minted on it
         return
     verdict = _model(Verdict, payload["verdict"], "verdict")
-    found = proposals.get(at) if isinstance(at, int) else None
+    found = seen.proposals.get(at) if isinstance(at, int) else None
     if verdict.verdict == "pass" and found is not None:
-        record = sessions.setdefault(found[0].session, _SessionRecord())
+        record = seen.sessions.setdefault(found[0].session, _SessionRecord())
         passed = found[0]
     else:
         record, passed = None, None
@@ -452,16 +433,16 @@ def _audit_verdict(
         if signed_fields is None:
             if enclave:
                 if isinstance(at, int):
-                    enclave_verdicts[at] = False
+                    seen.enclave_verdicts[at] = False
                 raise _Problem(f"a verdict by {verifier} carries no enclave signature")
             audit.unsigned_verdicts[verifier] = audit.unsigned_verdicts.get(verifier, 0) + 1
             return
         if isinstance(at, int):
-            enclave_verdicts[at] = False
+            seen.enclave_verdicts[at] = False
         if not isinstance(signed_fields, dict):
             raise _Problem("the verdict's signature fields are not an object")
         signed = _model(SignedVerdict, {**signed_fields, "verdict": verdict}, "signed verdict")
-        attestation = attestations.get(signed.attestation_id)
+        attestation = seen.attestations.get(signed.attestation_id)
         if attestation is None:
             raise _Problem(
                 f"the verdict names attestation {signed.attestation_id[:16]}…, which is not "
@@ -470,7 +451,7 @@ def _audit_verdict(
         if found is None:
             raise _Problem(f"the verdict names proposal {at!r}, which is not logged before it")
         proposal, recorded_before = found
-        observations = sessions.get(proposal.session, _SessionRecord()).observations
+        observations = seen.sessions.get(proposal.session, _SessionRecord()).observations
         if recorded_before is None or recorded_before > len(observations):
             raise _Problem(
                 f"proposal {at} records {recorded_before!r} observations before it; the log "
@@ -479,7 +460,7 @@ def _audit_verdict(
         digest = request_digest(
             proposal,
             observations[:recorded_before],
-            sessions.get(proposal.session, _SessionRecord()).history,
+            seen.sessions.get(proposal.session, _SessionRecord()).history,
             recorded_before,
         )
         try:
@@ -488,12 +469,12 @@ def _audit_verdict(
             raise _Problem(str(exc)) from None
         if verdict.proposal_sha256 not in (None, canonical_sha256(proposal)):
             raise _Problem(f"the signed verdict judged another proposal than entry {at}")
-        if signed.measurement not in accepted:
+        if signed.measurement not in seen.accepted:
             raise _Problem(
                 f"the verdict comes from measurement {signed.measurement}, which no operator "
                 "had accepted before it"
             )
-        enclave_verdicts[at] = True  # type: ignore[index]
+        seen.enclave_verdicts[at] = True  # type: ignore[index]
         audit.signed_verdicts += 1
     finally:
         if record is not None and passed is not None:

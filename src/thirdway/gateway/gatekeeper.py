@@ -173,17 +173,6 @@ class _Stopping:
         self._leader.stop()
 
 
-class _CleanStop:
-    """The last step of closing a SQLite gatekeeper: record the clean stop (synced), so that
-    reopening voids no token (see :mod:`thirdway.gateway.restart`)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    def close(self) -> None:
-        restart.mark_clean(self._path)
-
-
 @dataclass(frozen=True)
 class _NoVerdict:
     """Why no verdict could be had, and whether proposing again may get one (the verifier
@@ -342,17 +331,17 @@ class Gatekeeper:
                 "checkpoint_every_s elects a signer among several workers; it needs db="
             )
         path = folder / LOG_NAME
-        lock = restart.FolderLock(folder)
+        tenancy = restart.Tenancy(folder, path)
         try:
             log = TransparencyLog.open(path, origin=origin)
         except BaseException:
-            lock.close()
+            tenancy.release()
             raise
         spent: SQLiteSpentSet | None = None
         try:
             # In the log's database, not synced on its own: the log's next commit syncs it.
             spent = SQLiteSpentSet(path, durable=False)
-            opening = restart.open_floor(path, log.size())
+            opening = tenancy.open_floor(log.size())
             gate = cls(
                 log, issuer=issuer, spent_set=spent, token_floor=opening.token_floor, **options
             )
@@ -362,9 +351,9 @@ class Gatekeeper:
             if spent is not None:
                 spent.close()
             log.close()
-            lock.close()
+            tenancy.release()
             raise
-        gate._owned = [spent, _CleanStop(path), log, lock]
+        gate._owned = [spent, log, tenancy]  # the clean stop is recorded last
         return gate
 
     @classmethod

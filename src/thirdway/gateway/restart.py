@@ -18,7 +18,7 @@ lie below that size. An agent holding one proposes again; a restart after a clea
 nothing.
 
 All of this assumes one gatekeeper per folder (which the log's single writer needs anyway), so
-:class:`FolderLock` makes it a rule: a second gatekeeper opening a folder in use is refused at
+:class:`Tenancy` makes it a rule: a second gatekeeper opening a folder in use is refused at
 once instead of voiding the first one's tokens or batches. The kernel drops the lock when the
 process dies, so a crash never leaves the folder locked.
 """
@@ -103,11 +103,15 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
             conn.close()
 
 
-class FolderLock:
-    """An exclusive, non-blocking ``flock`` on ``folder/gate.lock`` while a gatekeeper runs."""
+class Tenancy:
+    """A gatekeeper's hold on its folder, from open to close: an exclusive, non-blocking
+    ``flock`` on ``folder/gate.lock``, and, on a clean close, the clean-stop record in
+    ``database`` (see the module docstring)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, database: Path) -> None:
         self.path = folder / LOCK_NAME
+        self.database = database
+        self._opened = False
         try:
             self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
@@ -115,15 +119,29 @@ class FolderLock:
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(self._fd)
-            self._fd = None
+            self.release()
             raise GateError(
                 f"another gatekeeper is running on {folder} (it holds {self.path}); a folder "
                 "serves one gatekeeper process at a time"
             ) from None
 
+    def open_floor(self, log_size: int) -> Opening:
+        """:func:`open_floor` for this folder's database; from now on a clean close records a
+        clean stop."""
+        opening = open_floor(self.database, log_size)
+        self._opened = True
+        return opening
+
     def close(self) -> None:
-        """Release the lock (closing the file releases it)."""
+        """A clean stop: record it (synced), then release the folder."""
+        try:
+            if self._opened:
+                mark_clean(self.database)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Release the folder without recording a clean stop (an opening that failed)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

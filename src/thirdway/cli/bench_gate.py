@@ -34,15 +34,26 @@ def register(bench_app: typer.Typer) -> None:
             bool,
             typer.Option("--enclave/--no-enclave", help="Also time the verifier enclave."),
         ] = True,
+        default_gc: Annotated[
+            bool,
+            typer.Option(
+                "--default-gc",
+                help="Keep CPython's garbage-collector defaults (thirdway serve tunes them).",
+            ),
+        ] = False,
     ) -> None:
         """p50/p99 of one gated action with 1 and 8 agents, and where the time goes."""
         from thirdway.gateway.bench import BenchConfig, dump_json, render_tables, run_bench
 
+        tune_gc = not default_gc
         if quick:
-            config = BenchConfig.quick(actions, folder=folder, enclave=enclave)
+            config = BenchConfig.quick(actions, folder=folder, enclave=enclave, tune_gc=tune_gc)
         else:
             config = BenchConfig(
-                actions=actions if actions is not None else 1000, folder=folder, enclave=enclave
+                actions=actions if actions is not None else 1000,
+                folder=folder,
+                enclave=enclave,
+                tune_gc=tune_gc,
             )
         result = run_bench(config)
         for table in render_tables(result):

@@ -11,9 +11,11 @@ accepting, lets the requests in flight finish (at most ``shutdown_seconds``), th
 log and spent-set. Every answer a client got was durable before it was sent, so nothing
 answered is lost. The supervisor exits when every worker has.
 
-Before any worker starts, the supervisor opens the services once and closes them: the schema,
-the signing keys and the API key table are created there, by one process, and a wrong URL or a
-broken log is reported once, before the port is bound.
+Each serving process tunes its garbage collector once its services are open (see
+:mod:`thirdway.gateway.collector`). Before any worker starts, the supervisor opens the
+services once and closes them: the schema, the signing keys and the API key table are created
+there, by one process, and a wrong URL or a broken log is reported once, before the port is
+bound.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import secrets
 from fastapi import FastAPI
 
 from thirdway.errors import InputError
+from thirdway.gateway.collector import tune_collector
 from thirdway.service.config import ServiceConfig
 
 CONFIG_ENV = "THIRDWAY_WORKER_CONFIG_JSON"
@@ -44,7 +47,9 @@ def worker_app() -> FastAPI:
     service_logs.configure(config.log_level)
     # uvicorn's own access line would repeat the service's request line
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    return create_app(config)
+    app = create_app(config)
+    tune_collector()
+    return app
 
 
 def for_workers(config: ServiceConfig) -> ServiceConfig:
@@ -87,7 +92,9 @@ def run(config: ServiceConfig) -> None:
         "http": _http_protocol(),
     }
     if config.workers == 1:
-        uvicorn.run(create_app(config), **common)  # type: ignore[arg-type]
+        app = create_app(config)
+        tune_collector()
+        uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     Services.open(config).close()
     os.environ[CONFIG_ENV] = for_workers(config).model_dump_json()

@@ -471,6 +471,8 @@ class DialogueService:
             ref = self.store.escalations.get(dialogue.id)
             if ref is not None and ref.final == "deny":
                 return Resolution("denied", "approved, but the gatekeeper's policy denied it")
+            if ref is not None and ref.final == "error":
+                return Resolution("denied", f"approved, but the gatekeeper refused: {ref.refusal}")
             if ref is not None and ref.capability_index is not None:
                 return Resolution(
                     "approved",

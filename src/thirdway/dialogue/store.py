@@ -53,8 +53,11 @@ class EscalationRef:
     approvals: list[str] = field(default_factory=list)
     denied_by: str | None = None
     final: str | None = None
-    """The gatekeeper's last re-decision outcome once it is no longer ``needs_dialogue``."""
+    """The gatekeeper's last re-decision outcome once it is no longer ``needs_dialogue``
+    (``error``: it refused to decide, e.g. the verdict cites an earlier charter)."""
     capability_index: int | None = None
+    refusal: str | None = None
+    """Why the gatekeeper refused to decide (``final == "error"``), as it logged it."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,7 @@ class DialogueStore:
             return
         if not isinstance(decision, Mapping):
             ref.final = "error"
+            ref.refusal = str(payload.get("error"))[:4000]
         elif decision.get("outcome") != "needs_dialogue":
             ref.final = str(decision.get("outcome"))
             if ref.final == "allow":

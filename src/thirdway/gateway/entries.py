@@ -10,7 +10,9 @@ Every entry names its session and agent in the envelope; the payloads, by ``type
   ``{"proposal_index", "verifier", "error"}`` when no verdict could be had.
 * ``decision`` — ``{"proposal_index", "verdict_index", "decision": <AuthorizationDecision>}``
   (the policy ids and the policy-set hash are in the decision), plus ``"handle"`` when it decides
-  an escalation, or ``{"proposal_index", "verdict_index", "error"}``.
+  an escalation, or ``{"proposal_index", "verdict_index", "error"}`` (with ``"handle"`` and
+  ``"dialogue_index"`` when an auditor's approval was refused without a decision: the
+  escalation's verdict cites another charter than the gateway's, and the escalation is closed).
 * ``capability`` — ``{"proposal_index", "decision_index", "claims": <CapabilityClaims>}``: the
   claims and nonce, never the token (a bearer credential).
 * ``dialogue`` — ``{"event": "escalation" | "approval" | "denial", "handle", …}``.

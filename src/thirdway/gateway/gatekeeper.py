@@ -104,6 +104,7 @@ from thirdway.gateway.sessions import (
 )
 from thirdway.gateway.tools import ToolRegistry, render_result
 from thirdway.gateway.verifiers import (
+    CharterMismatch,
     InProcessVerifier,
     Verifier,
     VerifierResult,
@@ -298,6 +299,7 @@ class Gatekeeper:
         db: str | None = None,
         origin: str | None = None,
         checkpoint_every_s: float | None = None,
+        shared: bool = False,
         **options: Any,
     ) -> Gatekeeper:
         """A gatekeeper over ``data_dir`` (created if missing). Reopening carries on where it
@@ -311,6 +313,11 @@ class Gatekeeper:
         reaches the disk with the log's next commit, and this is what keeps a token whose spend
         a power cut lost from running twice (:mod:`thirdway.gateway.restart`). A ``spent.db``
         left by an earlier version is no longer read.
+
+        With ``shared`` (SQLite, several worker processes on one machine, each opening the same
+        folder so): the workers append to the one ``log.db`` under SQLite's write lock, each
+        following what the others append, as PostgreSQL workers do (below); each syncs its
+        own spends, so no worker's stop voids tokens.
 
         With ``db`` a ``postgresql://`` URL (several gateway workers, one deployment): the log
         and the spent-set live in that database, and ``data_dir`` keeps only the keys every
@@ -331,16 +338,17 @@ class Gatekeeper:
                 "checkpoint_every_s elects a signer among several workers; it needs db="
             )
         path = folder / LOG_NAME
-        tenancy = restart.Tenancy(folder, path)
+        tenancy = restart.Tenancy(folder, path, shared=shared)
         try:
-            log = TransparencyLog.open(path, origin=origin)
+            log = TransparencyLog.open(path, origin=origin, shared=shared)
         except BaseException:
             tenancy.release()
             raise
         spent: SQLiteSpentSet | None = None
         try:
-            # In the log's database, not synced on its own: the log's next commit syncs it.
-            spent = SQLiteSpentSet(path, durable=False)
+            # In the log's database. A single process does not sync a spend on its own (the
+            # log's next commit syncs it); a shared folder's worker does (see restart).
+            spent = SQLiteSpentSet(path, durable=shared)
             opening = tenancy.open_floor(log.size())
             gate = cls(
                 log, issuer=issuer, spent_set=spent, token_floor=opening.token_floor, **options
@@ -925,11 +933,19 @@ class Gatekeeper:
     def approve_escalation(self, handle: str, auditor: str, reason: str) -> Outcome:
         """An auditor approves: the action is decided again with the dialogue ``approved``, and
         a token minted if that allows it. A critical action needs ``required_approvals``
-        distinct auditors; until then the answer stays :class:`Escalated`."""
+        distinct auditors; until then the answer stays :class:`Escalated`.
+
+        An escalation whose verdict cites another charter than the one this gatekeeper runs
+        under (it was proposed before a restart under a new charter) is never approved: the
+        approval is logged with a decision entry whose ``error`` names both charters, the
+        escalation is closed and the answer is :class:`Denied` (no token; the agent must
+        propose the action again, to be judged under the current charter). This is a refusal
+        like any other the gatekeeper answers, not an error: nothing is left pending."""
         return self._answer(handle, auditor, reason, approve=True)
 
     def deny_escalation(self, handle: str, auditor: str, reason: str) -> Outcome:
-        """An auditor refuses: the decision becomes a final ``deny``."""
+        """An auditor refuses: the decision becomes a final ``deny`` (also for an escalation
+        whose verdict cites an earlier charter: refusing rests on no verdict)."""
         return self._answer(handle, auditor, reason, approve=False)
 
     def _answer(self, handle: str, auditor: str, reason: str, *, approve: bool) -> Outcome:
@@ -953,6 +969,9 @@ class Gatekeeper:
                 raise GateError(f"escalation {handle!r} was resolved meanwhile")
         if auditor in escalation.approvers:
             raise GateError(f"auditor {auditor!r} already approved {handle!r}")
+        stale = self._stale_charter(escalation) if approve else None
+        if stale is not None:
+            return self._refuse_approval(session, escalation, auditor, reason, stale)
         approvals = len(escalation.approvers) + (1 if approve else 0)
         request = AuthorizationRequest.build(
             **{
@@ -972,6 +991,59 @@ class Gatekeeper:
             with self._table_lock:
                 self._escalations.pop(handle, None)
         return self._answer_outcome(escalation, auditor, reason, decision, written, minted)
+
+    def _stale_charter(self, escalation: Escalation) -> str | None:
+        """Why ``escalation``'s verdict cannot be acted on now (it cites another charter than
+        this gatekeeper's: the gateway restarted under a new charter while it was pending), or
+        ``None`` when it still can."""
+        try:
+            check_verdict_charter(escalation.verdict, self.charter_sha256)
+        except CharterMismatch as exc:
+            return (
+                f"{exc}; the escalation is closed: the agent must propose the action again "
+                "under the current charter"
+            )[:MAX_REASON_CHARS]
+        return None
+
+    def _refuse_approval(
+        self, session: Session, escalation: Escalation, auditor: str, reason: str, why: str
+    ) -> Denied:
+        """Log the auditor's approval and, instead of a decision, the refusal ``why`` (a
+        decision entry with ``error``, ``handle`` and ``dialogue_index``: the log's rebuild
+        closes the escalation on it); close the escalation; mint nothing."""
+        p = escalation.proposal_index
+        self._writer.append_at(
+            lambda d: [
+                log_entries.answer_entry(
+                    session.id,
+                    session.agent,
+                    escalation.handle,
+                    p,
+                    auditor=auditor,
+                    reason=reason,
+                    approve=True,
+                ),
+                log_entries.decision_entry(
+                    session.id,
+                    session.agent,
+                    p,
+                    escalation.verdict_index,
+                    None,
+                    error=why,
+                    handle=escalation.handle,
+                    dialogue_index=d,
+                ),
+            ],
+            check=self._check(session),
+        )
+        with self._table_lock:
+            self._escalations.pop(escalation.handle, None)
+        return Denied(
+            reason=f"auditor {auditor!r} approved, but the action cannot be authorized: {why}",
+            findings=escalation.verdict.findings,
+            verdict=escalation.verdict,
+            proposal_index=p,
+        )
 
     def _record_answer(
         self,

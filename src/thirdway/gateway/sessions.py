@@ -197,6 +197,9 @@ class Projection:
             handle = payload.get("handle")
             if isinstance(handle, str) and decision.outcome != "needs_dialogue":
                 state.escalations.pop(handle, None)
+        elif log_entry.type == "decision" and isinstance(refused := payload.get("handle"), str):
+            # An answer refused without a decision (its verdict cites an earlier charter): final.
+            state.escalations.pop(refused, None)
         elif log_entry.type == "dialogue":
             self._dialogue(index, payload)
         elif log_entry.type == "note" and payload.get("event") == "session_closed":

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from thirdway.charter.model import Charter
+from thirdway.charter.model import REQUIRED_CLAUSES_KEY, Charter
+from thirdway.charter.registry import PackagedCharter, packaged_entry
 from thirdway.errors import InputError
 from thirdway.protocol.parse import describe
 
@@ -73,11 +74,22 @@ def parse_yaml(text: str | bytes, what: str) -> Any:
 
 def load_model(model: type[M], text: str | bytes, what: str) -> M:
     """Parse YAML ``text`` and validate it as ``model``; errors name the field."""
+    return validate_model(model, _mapping(text, what), what)
+
+
+def _mapping(text: str | bytes, what: str) -> dict[str, Any]:
     document = parse_yaml(text, what)
     if not isinstance(document, dict):
         raise InputError(f"{what} must be a YAML mapping, found {type(document).__name__}")
+    return document
+
+
+def validate_model(
+    model: type[M], document: dict[str, Any], what: str, context: dict[str, Any] | None = None
+) -> M:
+    """Validate a parsed document as ``model``; errors name the field."""
     try:
-        return model.model_validate(document)
+        return model.model_validate(document, context=context)
     except ValidationError as exc:
         raise InputError(describe(exc, what)) from None
 
@@ -105,8 +117,43 @@ def load_charter(path: Path | None = None) -> Charter:
 
 
 def parse_charter(text: str | bytes, what: str = "charter") -> Charter:
-    """Validate charter YAML."""
-    return load_model(Charter, text, what)
+    """Validate charter YAML. A charter must hold every clause the software enforces today,
+    except a copy of a shipped superseded version (same hash), which is held to the clauses
+    enforced while it was in force: ``--charter`` with charter 1.0's file still loads."""
+    document = _mapping(text, what)
+    shape_only = validate_model(Charter, document, what, {REQUIRED_CLAUSES_KEY: ()})
+    entry = packaged_entry(shape_only.sha256)
+    if entry is not None:
+        return _as_packaged(entry, document, what)
+    return validate_model(Charter, document, what)
+
+
+def _as_packaged(entry: PackagedCharter, document: dict[str, Any], what: str) -> Charter:
+    return validate_model(Charter, document, what, {REQUIRED_CLAUSES_KEY: entry.required_clauses})
+
+
+def check_packaged(entry: PackagedCharter, text: str | bytes) -> Charter:
+    """The charter ``text`` holds, which must be ``entry``'s: a file that hashes to anything
+    else (edited, corrupted, replaced) is refused, naming both hashes."""
+    what = f"packaged charter {entry.version} ({entry.resource})"
+    charter = _as_packaged(entry, _mapping(text, what), what)
+    if charter.sha256 != entry.sha256:
+        raise InputError(
+            f"{what} hashes to {charter.sha256}, not the {entry.sha256} events under charter "
+            f"{entry.version} cite: the file was changed"
+        )
+    return charter
+
+
+@functools.cache
+def packaged_charter(sha256: str) -> Charter | None:
+    """The shipped charter that events citing ``sha256`` were decided under, or None when
+    thirdway never shipped one with that hash. :class:`InputError` when its file was changed."""
+    entry = packaged_entry(sha256)
+    if entry is None:
+        return None
+    text = resources.files("thirdway.charter").joinpath(entry.resource).read_bytes()
+    return check_packaged(entry, text)
 
 
 def default_charter_text() -> bytes:

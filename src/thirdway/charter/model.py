@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, ValidationInfo, model_validator
 
 from thirdway.protocol.canonical import canonical_sha256
 from thirdway.protocol.models import Claim, Id, Model
@@ -36,6 +36,11 @@ REQUIRED_CLAUSES: tuple[str, ...] = (
     "auditor.3",
 )
 """Clauses the software enforces by id; a charter without one of them is refused when loaded."""
+
+REQUIRED_CLAUSES_KEY = "required_clauses"
+"""Validation context key: the clauses a charter must hold, when not :data:`REQUIRED_CLAUSES`.
+Only a packaged superseded charter (:mod:`thirdway.charter.registry`) is held to another set:
+the clauses the software enforced while it was in force."""
 
 
 class Clause(Model):
@@ -116,7 +121,7 @@ class Charter(Model):
     rules: Rules
 
     @model_validator(mode="after")
-    def _clauses(self) -> Charter:
+    def _clauses(self, info: ValidationInfo) -> Charter:
         missing_rights = {"existence", "development", "agency", "due-process"} - set(self.rights)
         if missing_rights:
             raise ValueError(f"rights missing: {', '.join(sorted(missing_rights))}")
@@ -124,7 +129,9 @@ class Charter(Model):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate clause ids: {', '.join(duplicates)}")
-        missing = [c for c in REQUIRED_CLAUSES if c not in ids]
+        context = info.context if isinstance(info.context, dict) else {}
+        required = context.get(REQUIRED_CLAUSES_KEY, REQUIRED_CLAUSES)
+        missing = [c for c in required if c not in ids]
         if missing:
             raise ValueError(f"clauses the software enforces are missing: {', '.join(missing)}")
         return self

@@ -34,7 +34,7 @@ from thirdway.trust import actions
 from thirdway.trust.config import load_context
 from thirdway.trust.events import to_log_entry
 from thirdway.trust.fold import apply, fold, replay_from_log
-from thirdway.trust.model import TrustState
+from thirdway.trust.model import Discrepancy, TrustState
 from thirdway.trust.rules import Context, initial_state
 from thirdway.trust.score import describe as describe_score
 from thirdway.trust.text import describe_path, iso, tier_label
@@ -45,7 +45,12 @@ MAX_EXPECT_BYTES = 1 << 20
 
 AgentArg = Annotated[str, typer.Argument(help="The agent id.", show_default=False)]
 CharterOption = Annotated[
-    Path | None, typer.Option("--charter", help="Charter YAML (default: the shipped charter).")
+    Path | None,
+    typer.Option(
+        "--charter",
+        help="Charter YAML to run under (default: the shipped charter). Events citing it, or"
+        " any charter shipped with thirdway (e.g. 1.0), are judged under the charter they cite.",
+    ),
 ]
 TiersOption = Annotated[
     Path | None, typer.Option("--tiers", help="Tiers YAML (default: the shipped tiers).")
@@ -171,9 +176,37 @@ def _print_state(state: TrustState, ctx: Context, steps: Sequence[Step]) -> None
     for item in state.discrepancies:
         console.print(
             f"[red]discrepancy[/] event #{item.position}: {item.field} recorded "
-            f"{json.dumps(item.recorded)}, rules give {json.dumps(item.recomputed)}",
+            f"{json.dumps(item.recorded)}, rules give {json.dumps(item.recomputed)}"
+            + _unknown_charter_note(item.field),
             highlight=False,
         )
+
+
+def _discrepancy(item: Discrepancy) -> str:
+    return (
+        f"event #{item.position}: {item.field} recorded {json.dumps(item.recorded)}, "
+        f"rules give {json.dumps(item.recomputed)}{_unknown_charter_note(item.field)}"
+    )
+
+
+def _unknown_charter_note(field: str) -> str:
+    """What a charter_sha256 discrepancy means: the event cites a charter this replay does not
+    know (events citing any charter shipped with thirdway are judged under it)."""
+    if field != "charter_sha256":
+        return ""
+    return " (a charter neither shipped with thirdway nor given with --charter)"
+
+
+def _charters_cited(ctx: Context, steps: Sequence[Step]) -> str:
+    """The charters the agent's events were judged under, each as its version and hash
+    (the replay's own when there are no events), e.g. ``charters 1.0 (…), 1.1 (…)``."""
+    cited = [s.event.charter_sha256 for s in steps if s.event.charter_sha256 is not None]
+    named = []
+    for sha256 in dict.fromkeys(cited or [ctx.charter_sha256]):
+        judged = ctx.cited(sha256)
+        version = judged.charter.version if judged is not None else "unknown"
+        named.append(f"{version} ({sha256[:16]}…)")
+    return ("charter " if len(named) == 1 else "charters ") + ", ".join(named)
 
 
 def _print_tier_changes(ctx: Context, steps: Sequence[Step]) -> None:
@@ -379,15 +412,15 @@ def verify(
     except LogError as exc:  # an entry that cannot be read is a failed verification too
         problems.append(str(exc))
         raise fail(f"trust verification failed for {agent}: {_listed(problems)}", code=1) from None
+    # An unknown charter first: the events citing it were judged under another one, so it is
+    # the likely cause of whatever else is listed about them.
+    unknown = [d for d in state.discrepancies if d.field == "charter_sha256"]
+    problems += [_discrepancy(d) for d in unknown]
     problems += [
         f"event #{r.position} ({r.kind}) rejected: {r.clause + ': ' if r.clause else ''}{r.message}"
         for r in state.rejections
     ]
-    problems += [
-        f"event #{d.position}: {d.field} recorded {json.dumps(d.recorded)}, "
-        f"rules give {json.dumps(d.recomputed)}"
-        for d in state.discrepancies
-    ]
+    problems += [_discrepancy(d) for d in state.discrepancies if d not in unknown]
     if expected is not None:
         problems += compare(expected, state, [step.point() for step in steps])
     if as_json:
@@ -401,8 +434,7 @@ def verify(
     console.print(
         f"[green]✓[/] {agent}: {tier_label(state.tier, ctx.tiers)}, score "
         f"{describe_score(state.score, state.evidence)}; recomputed from {state.events} trust "
-        f"events in {size} log entries under charter {ctx.charter.version} "
-        f"({ctx.charter_sha256[:16]}…)"
+        f"events in {size} log entries under {_charters_cited(ctx, steps)}"
         + ("; matches the gateway's report" if expected is not None else ""),
         highlight=False,
         soft_wrap=True,

@@ -89,7 +89,7 @@ def override(
     """An auditor overriding (approving or denying) an escalated action; scored as evidence.
     ``rule`` is the charter clause the decision is taken under (the dialogue service cites
     :data:`thirdway.charter.enforce.OVERRIDE_CLAUSE`); without one the charter refuses it
-    (auditor.2)."""
+    (auditor.2, since charter 1.1; an override under 1.0 carried none)."""
     return _act(
         state,
         "override",

@@ -4,8 +4,12 @@
 charter forbids, or one that is malformed, is *rejected* (not applied, and listed with the clause
 it breaks); a value the recorder wrote that differs from what the rules recompute (a tier, the
 outcome, a time running backwards, another charter's hash) is a *discrepancy* (the recomputed
-value wins, and the difference is listed). A state with neither is :attr:`TrustState.consistent`,
-which is what ``thirdway trust verify`` checks, together with the gateway's reported summary.
+value wins, and the difference is listed). Each event is judged under the charter it cites:
+the context's own, or any charter thirdway has shipped (so a log written under charter 1.0 is
+judged by 1.0's clauses); one citing a charter that is neither is listed as a discrepancy naming
+the hash it cites. A state with no rejection and no discrepancy is
+:attr:`TrustState.consistent`, which is what ``thirdway trust verify`` checks, together with
+the gateway's reported summary.
 
 The fold has no clock: ``now`` is a parameter and only decides whether a restoration is due.
 """
@@ -38,20 +42,22 @@ def apply(state: TrustState, event: TrustEvent, ctx: Context) -> TrustState:
     if seen.last_at is not None and at < seen.last_at:
         found.append(_differs(position, eid, "at", event.at, seen.last_at))
         at = seen.last_at
-    if event.charter_sha256 is not None and event.charter_sha256 != ctx.charter_sha256:
-        found.append(
-            _differs(position, eid, "charter_sha256", event.charter_sha256, seen.charter_sha256)
-        )
     try:
-        after, outcome = transition(seen, event, at, ctx)
+        judge = _judge(event, ctx)
+        if judge is None:  # a charter neither shipped nor given: judged under ctx's, and listed
+            judge = ctx
+            found.append(
+                _differs(position, eid, "charter_sha256", event.charter_sha256, seen.charter_sha256)
+            )
+        after, outcome = transition(seen, event, at, judge)
         if event.kind == "sanction" and OUTCOME not in event.detail:
             raise CharterViolation(
                 "development.1", "a sanction must state the restoration path (detail.outcome)"
             )
     except CharterViolation as exc:
-        return _reject(seen, position, eid, event, exc.clause, exc.message)
+        return _reject(_foreign(seen, found), position, eid, event, exc.clause, exc.message)
     except (InputError, ValueError) as exc:  # InvalidEvent, or a value the models refuse
-        return _reject(seen, position, eid, event, None, str(exc))
+        return _reject(_foreign(seen, found), position, eid, event, None, str(exc))
     if event.tier_before is not None and event.tier_before != seen.tier:
         found.append(_differs(position, eid, "tier_before", event.tier_before, seen.tier))
     if event.tier_after is not None and event.tier_after != after.tier:
@@ -66,6 +72,15 @@ def apply(state: TrustState, event: TrustEvent, ctx: Context) -> TrustState:
             "discrepancies": (*after.discrepancies, *found),
         }
     )
+
+
+def _judge(event: TrustEvent, ctx: Context) -> Context | None:
+    """The context an event is judged under: that of the charter it cites (ctx's own or a
+    shipped one), ctx for an event citing none (which the charter then refuses,
+    due-process.3), None for a charter that is neither known nor given."""
+    if event.charter_sha256 is None:
+        return ctx
+    return ctx.cited(event.charter_sha256)
 
 
 def at_time(state: TrustState, now: int, ctx: Context) -> TrustState:
@@ -166,6 +181,15 @@ def _reject(
         position=position, event=eid, kind=event.kind, clause=clause, message=message[:4096]
     )
     return state.model_copy(update={"rejections": (*state.rejections, rejection)})
+
+
+def _foreign(state: TrustState, found: list[Discrepancy]) -> TrustState:
+    """``state`` listing an unknown charter the rejected event cites: the rejection is under
+    the replay's charter, and the hash the event cites is the first thing to look at."""
+    cited = [item for item in found if item.field == "charter_sha256"]
+    if not cited:
+        return state
+    return state.model_copy(update={"discrepancies": (*state.discrepancies, *cited)})
 
 
 def _differs(

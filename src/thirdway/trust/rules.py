@@ -42,7 +42,9 @@ from thirdway.charter.enforce import (
     require_rule,
     require_sanction_evidence,
 )
+from thirdway.charter.load import packaged_charter
 from thirdway.charter.model import Charter, Rules
+from thirdway.charter.registry import override_needs_rule
 from thirdway.errors import InputError
 from thirdway.protocol.manifest import RiskClass
 from thirdway.protocol.models import Finding, TrustEvent
@@ -78,19 +80,42 @@ Outcome = dict[str, JsonValue]
 
 @dataclass(frozen=True)
 class Context:
-    """The configuration every transition reads."""
+    """The configuration every transition reads.
+
+    ``charter`` is the one new events cite and a replay runs under (the agent's state names
+    it). An event already recorded is judged under the charter it cites (:meth:`cited`): this
+    one, or any charter thirdway has shipped (:mod:`thirdway.charter.registry`)."""
 
     charter: Charter
     tiers: TiersConfig
     charter_sha256: str = field(init=False)
     """The charter's hash, computed once (every event cites it)."""
+    override_needs_rule: bool = field(init=False)
+    """auditor.2 as of charter 1.1; False only under a superseded shipped charter (1.0)."""
+    _cited: dict[str, Context] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "charter_sha256", self.charter.sha256)
+        sha256 = self.charter.sha256
+        object.__setattr__(self, "charter_sha256", sha256)
+        object.__setattr__(self, "override_needs_rule", override_needs_rule(sha256))
+        object.__setattr__(self, "_cited", {sha256: self})
 
     @property
     def rules(self) -> Rules:
         return self.charter.rules
+
+    def cited(self, sha256: str) -> Context | None:
+        """The context to judge an event citing charter ``sha256`` under: this one, or a
+        shipped charter's (same tiers); None for a charter that is neither (the caller fails
+        closed). :class:`InputError` when a shipped charter's file was changed."""
+        known = self._cited.get(sha256)
+        if known is None:
+            charter = packaged_charter(sha256)
+            if charter is None:
+                return None
+            known = Context(charter=charter, tiers=self.tiers)
+            self._cited[sha256] = known
+        return known
 
 
 Handler = Callable[[TrustState, TrustEvent, int, Context], tuple[TrustState, Outcome]]
@@ -275,7 +300,8 @@ def _override(
     state: TrustState, event: TrustEvent, at: int, ctx: Context
 ) -> tuple[TrustState, Outcome]:
     _auditor(state, event, ctx, "an override")
-    require_override_rule(ctx.charter, event.rule)
+    if ctx.override_needs_rule or event.rule is not None:
+        require_override_rule(ctx.charter, event.rule)
     weights = ctx.tiers.evidence.override
     if text_of(event, "decision", ("approve", "deny")) == "approve":
         evidence = _evidence(

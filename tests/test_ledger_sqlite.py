@@ -556,3 +556,18 @@ def test_read_nodes_in_several_queries_and_a_missing_one(db: Path) -> None:
         assert store.read_nodes(wanted) == [expected[node] for node in wanted]
         with pytest.raises(LogError, match=r"node \(level 3, index 75\) is missing"):
             store.read_nodes([(0, 1), (3, 75)])
+
+
+def test_entries_between_reads_a_range_in_one_query_like_entry_by_entry(db: Path) -> None:
+    """What a gatekeeper reads when it rebuilds its sessions at open: the same entries, in
+    order, as reading them one by one, clipped to the log; nothing for an empty range."""
+    with TransparencyLog.open(db) as log:
+        data = [f"entry {n}".encode() * (n % 5 + 1) for n in range(300)]
+        log.append_batch(data[:120])
+        log.append_batch(data[120:])
+        one_by_one = [(n, log.entry(n)) for n in range(300)]
+        assert log.entries_between(0, 300) == one_by_one
+        assert log.entries_between(17, 254) == one_by_one[17:254]
+        assert log.entries_between(290, 400) == one_by_one[290:]  # past the end: what exists
+        assert log.entries_between(50, 50) == [] and log.entries_between(60, 40) == []
+        assert log._store.read_range(0, 300) == one_by_one  # the store's one-query path

@@ -299,7 +299,6 @@ class Gatekeeper:
         db: str | None = None,
         origin: str | None = None,
         checkpoint_every_s: float | None = None,
-        shared: bool = False,
         **options: Any,
     ) -> Gatekeeper:
         """A gatekeeper over ``data_dir`` (created if missing). Reopening carries on where it
@@ -313,11 +312,6 @@ class Gatekeeper:
         reaches the disk with the log's next commit, and this is what keeps a token whose spend
         a power cut lost from running twice (:mod:`thirdway.gateway.restart`). A ``spent.db``
         left by an earlier version is no longer read.
-
-        With ``shared`` (SQLite, several worker processes on one machine, each opening the same
-        folder so): the workers append to the one ``log.db`` under SQLite's write lock, each
-        following what the others append, as PostgreSQL workers do (below); each syncs its
-        own spends, so no worker's stop voids tokens.
 
         With ``db`` a ``postgresql://`` URL (several gateway workers, one deployment): the log
         and the spent-set live in that database, and ``data_dir`` keeps only the keys every
@@ -338,17 +332,16 @@ class Gatekeeper:
                 "checkpoint_every_s elects a signer among several workers; it needs db="
             )
         path = folder / LOG_NAME
-        tenancy = restart.Tenancy(folder, path, shared=shared)
+        tenancy = restart.Tenancy(folder, path)
         try:
-            log = TransparencyLog.open(path, origin=origin, shared=shared)
+            log = TransparencyLog.open(path, origin=origin)
         except BaseException:
             tenancy.release()
             raise
         spent: SQLiteSpentSet | None = None
         try:
-            # In the log's database. A single process does not sync a spend on its own (the
-            # log's next commit syncs it); a shared folder's worker does (see restart).
-            spent = SQLiteSpentSet(path, durable=shared)
+            # In the log's database, not synced on its own: the log's next commit syncs it.
+            spent = SQLiteSpentSet(path, durable=False)
             opening = tenancy.open_floor(log.size())
             gate = cls(
                 log, issuer=issuer, spent_set=spent, token_floor=opening.token_floor, **options

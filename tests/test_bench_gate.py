@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,9 @@ def test_a_tiny_run_measures_every_stage(tmp_path: Path) -> None:
         for number, total in enumerate(scenario.latencies_ms):  # the breakdown adds up
             parts = sum(scenario.stages_ms[stage][number] for stage in STAGES)
             assert parts == pytest.approx(total, rel=1e-6, abs=1e-6)
+    for scenario in result.scenarios:  # CPU time was taken over the timed run only
+        assert 0 < scenario.cpu_s <= scenario.wall_s * (os.cpu_count() or 1) + 0.01
+        assert scenario.cpu_ms_per_action == pytest.approx(1000 * scenario.cpu_s / 6)
     assert set(result.floors) == {"log append (1 entry)", "spent-set spend"}
     assert any("target p99 <= 3 ms" in note for note in result.notes)
     assert list(tmp_path.iterdir()) == []  # the databases were temporary
@@ -45,6 +49,7 @@ def test_cli_writes_tables_and_json(tmp_path: Path) -> None:
     assert all(s["actions"] == 4 for s in data["scenarios"])
     assert data["enclave_round_trip"] is None
     assert set(data["scenarios"][0]["stages_mean_ms"]) == set(STAGES)
+    assert data["scenarios"][0]["cpu_ms_per_action"] > 0 and "CPU" in result.output
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,10 @@ token verification + spend (a commit in the log's database), the tool itself, an
 validation, locks, Python). With 8 agents, stage times include waiting for the locks that
 serialise log appends and each session's steps.
 
+The latency table also gives the process's CPU time per action ("CPU ms/a", every thread,
+session openings included): beside the mean latency it shows how much of an action is
+computation and how much waiting (fsyncs, locks).
+
 The process is set up as ``thirdway serve`` sets up its own: the garbage collector is tuned
 (:mod:`thirdway.gateway.collector`; ``tune_gc=False`` keeps CPython's defaults, for comparison).
 Each run starts after a warm-up of :data:`WARMUP_ACTIONS` actions: besides warming caches, it
@@ -125,10 +129,16 @@ class Scenario:
     latencies_ms: list[float] = field(default_factory=list)
     stages_ms: dict[str, list[float]] = field(default_factory=dict)
     wall_s: float = 0.0
+    cpu_s: float = 0.0
+    """CPU time of the whole process (every thread) during the timed run."""
 
     @property
     def throughput(self) -> float:
         return len(self.latencies_ms) / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def cpu_ms_per_action(self) -> float:
+        return 1000 * self.cpu_s / len(self.latencies_ms) if self.latencies_ms else 0.0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -141,6 +151,7 @@ class Scenario:
             "mean_ms": _mean(self.latencies_ms),
             "max_ms": max(self.latencies_ms),
             "throughput_per_s": self.throughput,
+            "cpu_ms_per_action": self.cpu_ms_per_action,
             "stages_mean_ms": {s: _mean(v) for s, v in self.stages_ms.items()},
             "stages_p50_ms": {s: percentile(v, 50) for s, v in self.stages_ms.items()},
             "stages_p99_ms": {s: percentile(v, 99) for s, v in self.stages_ms.items()},
@@ -271,9 +282,10 @@ def run_scenario(
         scenario = Scenario(name=name, agents=agents, verifier=gate.verifier.name)
         _run_threads(gate, clock, agents, max(agents, config.warmup), None)
         with tuned_collector() if config.tune_gc else nullcontext():
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             _run_threads(gate, clock, agents, config.actions, scenario)
             scenario.wall_s = time.perf_counter() - started
+            scenario.cpu_s = time.process_time() - cpu
         if not gate.log.verify().ok:
             raise RuntimeError("the benchmark's log does not verify")
     return scenario
@@ -405,7 +417,8 @@ def render_tables(result: BenchResult) -> list[Table]:
 
 
 _LATENCY_COLUMNS: Final = (
-    "agents", "verifier", "actions", "p50 ms", "p99 ms", "max ms", "mean ms", "actions/s",
+    "agents", "verifier", "actions", "p50 ms", "p99 ms", "max ms", "mean ms", "CPU ms/a",
+    "actions/s",
 )  # fmt: skip
 
 
@@ -427,6 +440,7 @@ def _latency_table(result: BenchResult) -> Table:
             f"{s['p99_ms']:.2f}",
             f"{s['max_ms']:.1f}",
             f"{s['mean_ms']:.2f}",
+            f"{s['cpu_ms_per_action']:.2f}",
             f"{s['throughput_per_s']:.0f}",
         )
     return table

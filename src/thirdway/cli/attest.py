@@ -58,13 +58,16 @@ CharterOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 LogOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--log",
-        help="A gateway's data folder (its log.db) or log database: use the attestations and "
-        "signed verdicts recorded there.",
+        help="A gateway's data folder (its log.db), log database file, or the postgresql:// URL "
+        "of several workers' log: use the attestations and signed verdicts recorded there.",
     ),
 ]
+READ_ONLY_KEY = Path("<no key: attest reads the log and signs nothing>")
+"""The key path a PostgreSQL log is opened with: the audit never signs a checkpoint, and were
+anything to try, the log would refuse naming this (missing) key."""
 
 
 def register(root: typer.Typer) -> None:
@@ -110,8 +113,26 @@ def read_attestation(path: Path) -> Attestation:
 
 
 @contextmanager
-def open_logged(path: Path) -> Iterator[TransparencyLog]:
-    """A gateway's log, read-only: ``path`` is its data folder or the database file itself."""
+def open_logged(location: str) -> Iterator[TransparencyLog]:
+    """A gateway's log, read-only: ``location`` is its data folder, the SQLite database file
+    itself (a path or ``sqlite:///PATH``), or the ``postgresql://`` URL its workers share.
+
+    Kept a string until here: a :class:`Path` would fold the URL's ``//`` and read it as a
+    missing file."""
+    from thirdway.ledger.open import is_postgres_url, open_log, sqlite_path
+
+    if is_postgres_url(location):
+        # An unreachable database or one holding no thirdway log is a one-line LogError.
+        log = open_log(location, key_path=READ_ONLY_KEY, create=False)
+    else:
+        log = _open_sqlite_logged(sqlite_path(location))
+    try:
+        yield log
+    finally:
+        log.close()
+
+
+def _open_sqlite_logged(path: Path) -> TransparencyLog:
     from thirdway.gateway.gatekeeper import LOG_NAME
 
     database = path / LOG_NAME if path.is_dir() else path
@@ -119,23 +140,27 @@ def open_logged(path: Path) -> Iterator[TransparencyLog]:
         where = f"no {LOG_NAME} in the folder {path}" if path.is_dir() else str(path)
         raise InputError(f"log not found: {where}")
     try:
-        log = TransparencyLog.open(database, create=False)
+        return TransparencyLog.open(database, create=False)
     except sqlite3.Error as exc:
         raise InputError(f"{database} is not a thirdway log ({exc})") from None
-    try:
-        yield log
-    finally:
-        log.close()
 
 
-def _audit(path: Path) -> LogAudit:
+def _shown(location: str) -> str:
+    """How reports name the log: a database URL without its password."""
+    from thirdway.ledger.open import is_postgres_url
+    from thirdway.ledger.postgres import redact_url
+
+    return redact_url(location) if is_postgres_url(location) else location
+
+
+def _audit(location: str) -> LogAudit:
     from thirdway.gateway.enclave_link import audit_log
 
-    with open_logged(path) as log:
+    with open_logged(location) as log:
         try:
             return audit_log(log)
         except sqlite3.Error as exc:
-            raise InputError(f"cannot read the log {path}: {exc}") from None
+            raise InputError(f"cannot read the log {_shown(location)}: {exc}") from None
 
 
 def _hex64(value: str | None, option: str) -> str | None:
@@ -199,7 +224,7 @@ def show(
     err_console.print(f"attestation id {attestation.id}", highlight=False)
 
 
-def _show_log(path: Path, as_json: bool) -> None:
+def _show_log(path: str, as_json: bool) -> None:
     audit = _audit(path)
     starts = [
         {
@@ -221,7 +246,7 @@ def _show_log(path: Path, as_json: bool) -> None:
     if as_json:
         _print_json({"enclave_starts": starts, "acceptances": acceptances})
     else:
-        typer.echo(f"log {path}: {audit.entries} entries")
+        typer.echo(f"log {_shown(path)}: {audit.entries} entries")
         typer.echo(f"measurement acceptances: {len(acceptances)}")
         for accepted in acceptances:
             typer.echo(
@@ -291,7 +316,7 @@ def verify_command(
     typer.echo(f"  platform     {attestation.platform}: {report['platform_check']}")
 
 
-def _verify_log(path: Path, expected: str | None, as_json: bool) -> None:
+def _verify_log(path: str, expected: str | None, as_json: bool) -> None:
     audit = _audit(path)
     problems = list(audit.problems)
     latest = audit.attestations[-1].attestation if audit.attestations else None
@@ -299,7 +324,7 @@ def _verify_log(path: Path, expected: str | None, as_json: bool) -> None:
         found = latest.measurement if latest is not None else "no enclave start"
         problems.append(f"the latest enclave start reports {found}, not --expect {expected}")
     report = {
-        "log": str(path),
+        "log": _shown(path),
         "valid": not problems,
         "entries": audit.entries,
         "enclave_starts": len(audit.attestations),
@@ -314,7 +339,7 @@ def _verify_log(path: Path, expected: str | None, as_json: bool) -> None:
     if as_json:
         _print_json(report)
     else:
-        typer.echo(f"log {path}: {audit.entries} entries")
+        typer.echo(f"log {_shown(path)}: {audit.entries} entries")
         typer.echo(f"  enclave starts        {len(audit.attestations)} (each attestation verified)")
         typer.echo(f"  acceptances           {len(audit.acceptances)}")
         typer.echo(

@@ -1004,29 +1004,8 @@ class Gatekeeper:
         """Log the auditor's approval and, instead of a decision, the refusal ``why`` (a
         decision entry with ``error``, ``handle`` and ``dialogue_index``: the log's rebuild
         closes the escalation on it); close the escalation; mint nothing."""
-        p = escalation.proposal_index
         self._writer.append_at(
-            lambda d: [
-                log_entries.answer_entry(
-                    session.id,
-                    session.agent,
-                    escalation.handle,
-                    p,
-                    auditor=auditor,
-                    reason=reason,
-                    approve=True,
-                ),
-                log_entries.decision_entry(
-                    session.id,
-                    session.agent,
-                    p,
-                    escalation.verdict_index,
-                    None,
-                    error=why,
-                    handle=escalation.handle,
-                    dialogue_index=d,
-                ),
-            ],
+            lambda d: _answer_entries(session, escalation, auditor, reason, True, None, d, why),
             check=self._check(session),
         )
         with self._table_lock:
@@ -1035,7 +1014,7 @@ class Gatekeeper:
             reason=f"auditor {auditor!r} approved, but the action cannot be authorized: {why}",
             findings=escalation.verdict.findings,
             verdict=escalation.verdict,
-            proposal_index=p,
+            proposal_index=escalation.proposal_index,
         )
 
     def _record_answer(
@@ -1052,26 +1031,9 @@ class Gatekeeper:
         p = escalation.proposal_index
 
         def build(d: int) -> list[Item]:
-            items: list[Item] = [
-                log_entries.answer_entry(
-                    session.id,
-                    session.agent,
-                    escalation.handle,
-                    p,
-                    auditor=auditor,
-                    reason=reason,
-                    approve=approve,
-                ),
-                log_entries.decision_entry(
-                    session.id,
-                    session.agent,
-                    p,
-                    escalation.verdict_index,
-                    decision,
-                    handle=escalation.handle,
-                    dialogue_index=d,
-                ),
-            ]
+            items: list[Item] = _answer_entries(
+                session, escalation, auditor, reason, approve, decision, d
+            )
             if decision.outcome == "allow":
                 minted.append(
                     self._mint(session, escalation.proposal.action, p, escalation.verdict_sha256)
@@ -1348,6 +1310,42 @@ class Gatekeeper:
 
 _PLAIN_ID: Final = re.compile(r"[A-Za-z0-9._:@+=/-]+")
 """Ids written as they are in an entry's JSON (no escaping), so a byte search can pre-filter."""
+
+
+def _answer_entries(
+    session: Session,
+    escalation: Escalation,
+    auditor: str,
+    reason: str,
+    approve: bool,
+    decision: AuthorizationDecision | None,
+    dialogue_index: int,
+    error: str | None = None,
+) -> list[Item]:
+    """An auditor's answer to ``escalation`` and the decision it leads to (``None`` with the
+    ``error`` that prevents one), the answer at ``dialogue_index``."""
+    p = escalation.proposal_index
+    return [
+        log_entries.answer_entry(
+            session.id,
+            session.agent,
+            escalation.handle,
+            p,
+            auditor=auditor,
+            reason=reason,
+            approve=approve,
+        ),
+        log_entries.decision_entry(
+            session.id,
+            session.agent,
+            p,
+            escalation.verdict_index,
+            decision,
+            error=error,
+            handle=escalation.handle,
+            dialogue_index=dialogue_index,
+        ),
+    ]
 
 
 def _gaps(start: int, stop: int, own: Sequence[range]) -> list[tuple[int, int]]:

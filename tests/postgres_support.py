@@ -12,6 +12,7 @@ import secrets
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -37,9 +38,9 @@ def _url_for(database: str) -> str:
     return f"{base}/{database}"
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """The URL of a new, empty database, dropped after the test."""
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """The URL of a new, empty database on the local server, dropped when the block ends."""
     name = "thirdway_test_" + secrets.token_hex(6)
     with _admin() as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -48,6 +49,13 @@ def pg_url() -> Iterator[str]:
     finally:
         with _admin() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of a new, empty database, dropped after the test."""
+    with fresh_database() as url:
+        yield url
 
 
 # --- worker processes -------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gatekeeper_support import CountingBank, injected_transfer, read_bill
-from postgres_support import _admin, _url_for
+from postgres_support import fresh_database
 from thirdway.cli.main import app
 from thirdway.gateway import banking
 from thirdway.gateway.enclave_link import ACCEPTED, STARTED, LogAudit, audit_log
@@ -52,14 +51,8 @@ class WorkersLog:
 def database() -> Iterator[str]:
     """A database of this module's own on the local server, dropped afterwards. An unreachable
     server fails with the hint to start it, as every PostgreSQL test does (postgres_support)."""
-    name = "thirdway_test_" + secrets.token_hex(6)
-    with _admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _url_for(name)
-    finally:
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database() as url:
+        yield url
 
 
 def _worker(keys: Path, url: str, bank: CountingBank) -> Gateway:

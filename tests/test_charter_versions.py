@@ -5,6 +5,8 @@ the hash its events cite; replay judges every event under that charter's clauses
 override that 1.0 took without a rule is valid in a 1.0 log, with no ``--charter``, while the
 same override citing 1.1 is still refused naming auditor.2; an event citing a charter nobody
 shipped or gave fails verification naming its hash; a changed 1.0 file matches nothing.
+Charters only move forward: an event citing 1.0 after one about the same agent cited 1.1 is
+refused, naming both, by the library fold, the gateway's ledger and ``thirdway trust verify``.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from thirdway.charter import default_charter_sha256
 from thirdway.charter import load as charter_load
 from thirdway.charter.load import check_packaged, packaged_charter, parse_charter
 from thirdway.charter.model import REQUIRED_CLAUSES_KEY, Charter
-from thirdway.charter.registry import CHARTER_1_0, CHARTER_1_1, PACKAGED
+from thirdway.charter.registry import CHARTER_1_0, CHARTER_1_1, PACKAGED, version_order
 from thirdway.cli.main import app
 from thirdway.errors import InputError
+from thirdway.gateway.trust_link import TrustLedger
 from thirdway.ledger.log import TransparencyLog
 from thirdway.protocol.canonical import canonical_json, canonical_sha256
 from thirdway.protocol.models import LogEntry, TrustEvent
 from thirdway.trust.config import load_context
-from thirdway.trust.events import to_log_entry
+from thirdway.trust.events import InvalidEvent, to_log_entry
 from thirdway.trust.fold import fold, replay_from_log
 from thirdway.trust.rules import Context
 from trust_support import Recorder, actions
@@ -157,7 +160,8 @@ def test_a_1_0_log_with_overrides_without_a_rule_verifies_under_the_packaged_cha
 
 def test_the_same_override_citing_1_1_is_refused_naming_auditor_2() -> None:
     agent = _history_under_1_0()
-    position = next(i for i, e in enumerate(agent.events) if e.kind == "override")
+    # The last override: an event citing 1.0 after it would be a charter downgrade (below).
+    position = max(i for i, e in enumerate(agent.events) if e.kind == "override")
     events = list(agent.events)
     events[position] = events[position].model_copy(update={"charter_sha256": V11})
     ctx = load_context()
@@ -250,3 +254,155 @@ def test_replay_from_the_log_gives_the_recorder_state(tmp_path: Path) -> None:
         replay_from_log(entries, agent.agent), charter=ctx.charter, tiers=ctx.tiers, now=agent.now
     )
     assert state.consistent and state.tier == agent.state.tier
+
+
+# ------------------------------------------------------------------ charters only move forward
+
+FORWARD_ONLY = "charters only move forward"
+NAMED_1_0 = f"charter 1.0 ({V10[:16]}…)"
+NAMED_1_1 = f"charter 1.1 ({V11[:16]}…)"
+
+
+def _cited_after(agent: LoggedRecorder, ctx: Context, rule: str | None = None) -> int:
+    """A recorder that ignores the rule: an override (rule-less by default) citing ``ctx``'s
+    charter, built
+    as if no charter had been cited before (the builders refuse it otherwise), and logged.
+    Returns its position among the agent's events."""
+    agent.tick(60)
+    forgetful = agent.state.model_copy(update={"newest_charter": None})
+    event = actions.override(
+        forgetful, auditor="alice", decision="approve", rule=rule, evidence=[agent.index()],
+        reason="cited the old charter to skip auditor.2", at=agent.now, ctx=ctx,
+    )  # fmt: skip
+    agent.events.append(event)
+    agent.entries.append(canonical_json(to_log_entry(event)))
+    return len(agent.events) - 1
+
+
+def _downgraded() -> tuple[LoggedRecorder, int]:
+    """1.1 events (clean actions, a sanction), then a rule-less override citing 1.0."""
+    agent = LoggedRecorder(load_context())
+    agent.clean(2)
+    agent.deceive("understated_risk")
+    assert all(e.charter_sha256 == V11 for e in agent.events)
+    return agent, _cited_after(agent, _context_1_0())
+
+
+def _assert_downgrade_refused(state, position: int) -> None:  # type: ignore[no-untyped-def]
+    assert [(r.position, r.kind, r.clause) for r in state.rejections] == [
+        (position, "override", None)
+    ]
+    message = state.rejections[0].message
+    assert NAMED_1_0 in message and NAMED_1_1 in message and FORWARD_ONLY in message
+    assert state.evidence.overrides_approved == 0  # not applied
+    assert state.discrepancies == ()
+
+
+def test_a_rule_less_override_citing_1_0_after_a_1_1_event_is_refused_naming_both() -> None:
+    agent, position = _downgraded()
+    # Whatever the replay runs under: the current charter, or 1.0 given with --charter.
+    for ctx in (load_context(), _context_1_0()):
+        state = fold(agent.events, charter=ctx.charter, tiers=ctx.tiers, now=agent.now)
+        _assert_downgrade_refused(state, position)
+    # Without the 1.1 events before it the same override is applied (a valid 1.0 one; its
+    # recorded tiers no longer match, a discrepancy): the order is what is refused.
+    ctx = load_context()
+    alone = fold(agent.events[position:], charter=ctx.charter, tiers=ctx.tiers, now=agent.now)
+    assert alone.rejections == () and alone.evidence.overrides_approved == 1
+
+
+def test_a_rejected_event_citing_1_1_still_raises_the_newest_charter() -> None:
+    agent = _history_under_1_0()
+    events = list(agent.events)
+    first = next(i for i, e in enumerate(events) if e.kind == "override")
+    # The recorder tries the override under 1.1 (refused, auditor.2), then again under 1.0.
+    events[first] = events[first].model_copy(update={"charter_sha256": V11})
+    ctx = load_context()
+    state = fold(events, charter=ctx.charter, tiers=ctx.tiers, now=agent.now)
+    assert [(r.position, r.clause) for r in state.rejections] == [
+        (first, "auditor.2"),
+        (first + 1, None),
+    ]
+    assert FORWARD_ONLY in state.rejections[1].message
+
+
+def test_a_log_moving_from_1_0_to_1_1_still_verifies() -> None:
+    agent = _history_under_1_0()
+    agent.ctx = load_context()  # the gateway upgraded: later events cite 1.1
+    agent.clean(1)
+    agent.audit(actions.override, decision="approve", rule="agency.2")
+    ctx = load_context()
+    state = fold(agent.events, charter=ctx.charter, tiers=ctx.tiers, now=agent.now)
+    assert state.consistent, (state.rejections, state.discrepancies)
+    assert state.newest_charter is not None and state.newest_charter.sha256 == V11
+    assert state == agent.refold()
+
+
+def test_the_builders_refuse_to_cite_an_older_charter() -> None:
+    agent, _ = _downgraded()
+    agent.events.pop()
+    agent.ctx = _context_1_0()  # a gateway rolled back to the 1.0 file
+    with pytest.raises(InvalidEvent, match=FORWARD_ONLY) as refused:
+        agent.try_audit(actions.override, decision="approve", rule=None)
+    assert NAMED_1_0 in str(refused.value) and NAMED_1_1 in str(refused.value)
+
+
+def test_the_gateways_ledger_refuses_the_downgrade_too(tmp_path: Path) -> None:
+    agent, position = _downgraded()
+    db = agent.write(tmp_path / "log.sqlite")
+    with TransparencyLog.open(db, create=False) as log:
+        state = TrustLedger(log, load_context()).state(agent.agent)
+    _assert_downgrade_refused(state, position)
+
+
+def test_the_newest_charter_is_not_in_the_state_the_service_reports() -> None:
+    agent, _ = _downgraded()
+    state = agent.refold()
+    assert state.newest_charter is not None and state.newest_charter.sha256 == V11
+    assert "newest_charter" not in state.model_dump(mode="json")
+    assert "newest_charter" not in state.summary()
+
+
+def test_trust_verify_and_show_refuse_a_charter_downgrade(tmp_path: Path) -> None:
+    agent, position = _downgraded()
+    db = agent.write(tmp_path / "log.sqlite")
+    code, output = _cli("verify", agent.agent, "--log", str(db))
+    assert code == 1, output
+    flat = " ".join(output.split())
+    assert f"event #{position} (override) rejected: the event cites {NAMED_1_0}" in flat
+    assert NAMED_1_1 in flat and FORWARD_ONLY in flat
+    code, output = _cli("show", agent.agent, "--log", str(db))
+    assert FORWARD_ONLY in " ".join(output.split())
+
+
+def test_the_registry_order_is_the_version_order() -> None:
+    orders = [version_order(entry.version) for entry in PACKAGED]
+    assert None not in orders and orders == sorted(orders) and len(set(orders)) == len(orders)
+    assert version_order("1.10") > version_order("1.9")  # type: ignore[operator]
+    assert version_order("1") == version_order("1.0") == version_order("1.0-test") == (1,)
+    assert version_order("draft") is None
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [("1.0-custom", "is older than"), ("draft", "cannot be ordered after"), ("1.1-ours", None),
+     ("1.2", None)],
+)  # fmt: skip
+def test_a_charter_given_with_charter_is_ordered_by_its_version(
+    version: str, refused: str | None
+) -> None:
+    """A charter thirdway never shipped (given with --charter) stands where its version says;
+    one whose version starts with no number cannot follow another charter at all."""
+    ctx = load_context()
+    ours = replace(ctx, charter=ctx.charter.model_copy(update={"version": version}))
+    assert ours.charter_sha256 not in {V10, V11}
+    agent = LoggedRecorder(ctx)
+    agent.clean(2)
+    position = _cited_after(agent, ours, rule="agency.2")
+    state = fold(agent.events, charter=ours.charter, tiers=ours.tiers, now=agent.now)
+    if refused is None:
+        assert state.rejections == () and state.discrepancies == ()
+    else:
+        [rejection] = state.rejections
+        assert rejection.position == position and refused in rejection.message
+        assert f"charter {version} ({ours.charter_sha256[:16]}…)" in rejection.message

@@ -13,6 +13,7 @@ This module is data only; loading lives in :mod:`thirdway.charter.load`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from thirdway.charter.model import REQUIRED_CLAUSES
@@ -65,3 +66,25 @@ def override_needs_rule(sha256: str) -> bool:
     Every charter but a superseded packaged one is held to the current rule (fail closed)."""
     entry = packaged_entry(sha256)
     return True if entry is None else entry.override_needs_rule
+
+
+_LEADING_NUMBERS = re.compile(r"\d+(?:\.\d+)*")
+
+
+def version_order(version: str) -> tuple[int, ...] | None:
+    """Where a charter version stands: its leading dotted numbers, trailing zeros dropped
+    (``"1.10"`` after ``"1.9"``, ``"1"`` as ``"1.0"``, ``"7.0-test"`` as ``"7.0"``); None for a
+    version that starts with no number (it cannot be ordered, and replay fails closed on it).
+
+    Charters only move forward, so a trust event may not cite a charter older than one cited
+    before it. The shipped versions are in this order (:data:`PACKAGED`, oldest first, and a
+    test holds the two orders equal), so "older" means the registry's order for shipped
+    charters and this order for a charter given with ``--charter`` that thirdway never shipped.
+    """
+    match = _LEADING_NUMBERS.match(version)
+    if match is None:
+        return None
+    numbers = [int(part) for part in match.group().split(".")]
+    while len(numbers) > 1 and numbers[-1] == 0:
+        numbers.pop()
+    return tuple(numbers)

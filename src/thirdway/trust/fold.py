@@ -7,9 +7,13 @@ outcome, a time running backwards, another charter's hash) is a *discrepancy* (t
 value wins, and the difference is listed). Each event is judged under the charter it cites:
 the context's own, or any charter thirdway has shipped (so a log written under charter 1.0 is
 judged by 1.0's clauses); one citing a charter that is neither is listed as a discrepancy naming
-the hash it cites. A state with no rejection and no discrepancy is
-:attr:`TrustState.consistent`, which is what ``thirdway trust verify`` checks, together with
-the gateway's reported summary.
+the hash it cites. Charters only move forward: an event citing a charter older than the
+newest one an earlier event about the same agent cited (applied or rejected) is rejected, naming
+both (:func:`thirdway.trust.rules.require_forward`). The scope is the agent, not the whole log,
+because that is what every fold can enforce: the gateway's ledger, the dialogue service and
+``thirdway trust verify``/``show`` all fold each agent's events apart. A state with no
+rejection and no discrepancy is :attr:`TrustState.consistent`, which is what
+``thirdway trust verify`` checks, together with the gateway's reported summary.
 
 The fold has no clock: ``now`` is a parameter and only decides whether a restoration is due.
 """
@@ -27,7 +31,7 @@ from thirdway.protocol.models import LogEntry, TrustEvent
 from thirdway.protocol.parse import describe
 from thirdway.trust.events import CLOCKLESS, OUTCOME, event_id
 from thirdway.trust.model import Discrepancy, Rejection, TiersConfig, TrustState
-from thirdway.trust.rules import Context, initial_state, transition
+from thirdway.trust.rules import Context, initial_state, newest_cited, transition
 
 
 def apply(state: TrustState, event: TrustEvent, ctx: Context) -> TrustState:
@@ -35,6 +39,8 @@ def apply(state: TrustState, event: TrustEvent, ctx: Context) -> TrustState:
     position = state.events
     eid = event_id(event)
     seen = state.model_copy(update={"events": position + 1})
+    if event.charter_sha256 is not None:  # rejected or not, it was cited: charters move forward
+        seen = newest_cited(seen, ctx.cited_charter(event.charter_sha256))
     if event.at is None:
         return _reject(seen, position, eid, event, None, "a trust event must carry its time (at)")
     found: list[Discrepancy] = []

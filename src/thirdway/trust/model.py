@@ -226,6 +226,13 @@ class Discrepancy(Model):
     recomputed: JsonValue
 
 
+class CitedCharter(Model):
+    """A charter a trust event cited, by its hash and its version (what orders charters)."""
+
+    sha256: Sha256Hex
+    version: Id
+
+
 class TrustState(Model):
     """An agent's standing, recomputed from its trust events alone."""
 
@@ -249,6 +256,10 @@ class TrustState(Model):
     as_of: Timestamp | None = None
     """The ``now`` the time-dependent fields were computed for."""
     restoration_due: bool = False
+    newest_charter: CitedCharter | None = Field(default=None, exclude=True)
+    """The newest charter (:func:`thirdway.charter.registry.version_order`) this agent's events
+    have cited so far, applied or not: no later event may cite an older one. Replay state
+    only: not serialised, so the state the gateway reports is unchanged."""
 
     @property
     def consistent(self) -> bool:

@@ -24,6 +24,7 @@ The rules, with the defaults of the shipped charter:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -44,7 +45,7 @@ from thirdway.charter.enforce import (
 )
 from thirdway.charter.load import packaged_charter
 from thirdway.charter.model import Charter, Rules
-from thirdway.charter.registry import override_needs_rule
+from thirdway.charter.registry import override_needs_rule, packaged_entry, version_order
 from thirdway.errors import InputError
 from thirdway.protocol.manifest import RiskClass
 from thirdway.protocol.models import Finding, TrustEvent
@@ -63,6 +64,7 @@ from thirdway.trust.events import (
     tier_of,
 )
 from thirdway.trust.model import (
+    CitedCharter,
     Evidence,
     Offence,
     Pending,
@@ -117,6 +119,20 @@ class Context:
             self._cited[sha256] = known
         return known
 
+    def cited_charter(self, sha256: str) -> CitedCharter | None:
+        """Charter ``sha256`` with its version, when it is this context's or a shipped one
+        (from the registry, no file read: it cannot fail); None for any other charter."""
+        if sha256 == self.charter_sha256:
+            return _citation(sha256, self.charter.version)
+        entry = packaged_entry(sha256)
+        return None if entry is None else _citation(sha256, entry.version)
+
+
+@functools.lru_cache(maxsize=64)
+def _citation(sha256: str, version: str) -> CitedCharter:
+    """One model per charter, not one per event folded (the fold is the gateway's hot path)."""
+    return CitedCharter(sha256=sha256, version=version)
+
 
 Handler = Callable[[TrustState, TrustEvent, int, Context], tuple[TrustState, Outcome]]
 
@@ -134,6 +150,8 @@ def transition(
     if event.agent != state.agent:
         raise InvalidEvent(f"event is about agent {event.agent!r}, not {state.agent!r}")
     require_charter(ctx.charter, event.charter_sha256)
+    if event.charter_sha256 == ctx.charter_sha256:  # not so for a charter nobody knows
+        require_forward(state, ctx.cited_charter(ctx.charter_sha256))
     if state.retired_at is not None and kind not in AFTER_RETIREMENT:
         raise InvalidEvent(f"the agent was retired at {iso(state.retired_at)}; no {kind} applies")
     try:
@@ -143,6 +161,47 @@ def transition(
         raise InvalidEvent(
             f"a {kind} event at {at} cannot be applied: {describe(exc, 'trust state')}"
         ) from None
+
+
+def require_forward(state: TrustState, cited: CitedCharter | None) -> None:
+    """Charters only move forward: an event may not cite a charter older
+    (:func:`~thirdway.charter.registry.version_order`) than the newest one an earlier event
+    about the same agent cited, or the recorder could escape a rule a later charter added by
+    citing the old one (a rollback is published as a new version). A charter whose version
+    cannot be ordered is accepted only while no other charter has been cited (fail closed).
+
+    The scope is the agent, because the fold is: every path (the gateway's ledger, the
+    dialogue service, ``thirdway trust verify``/``show``) folds each agent's events apart."""
+    newest = state.newest_charter
+    if cited is None or newest is None or newest.sha256 == cited.sha256:
+        return
+    mine, theirs = version_order(cited.version), version_order(newest.version)
+    if mine is not None and theirs is not None and mine >= theirs:
+        return
+    why = "is older than" if mine is not None and theirs is not None else "cannot be ordered after"
+    raise InvalidEvent(
+        f"the event cites charter {_named(cited)}, which {why} charter {_named(newest)} that an "
+        f"earlier trust event about agent {state.agent!r} cited: charters only move forward "
+        "(a rollback is published as a new charter version)"
+    )
+
+
+def newest_cited(state: TrustState, cited: CitedCharter | None) -> TrustState:
+    """``state`` remembering ``cited`` when it is the first charter cited or newer than the
+    newest so far (one level with it, or that cannot be ordered against it, leaves it)."""
+    newest = state.newest_charter
+    if cited is None or (newest is not None and not _newer(cited, newest)):
+        return state
+    return state.model_copy(update={"newest_charter": cited})
+
+
+def _newer(cited: CitedCharter, than: CitedCharter) -> bool:
+    mine, theirs = version_order(cited.version), version_order(than.version)
+    return mine is not None and theirs is not None and mine > theirs
+
+
+def _named(charter: CitedCharter) -> str:
+    return f"{charter.version} ({charter.sha256[:16]}…)"
 
 
 def stamp(state: TrustState, event: TrustEvent, ctx: Context) -> TrustEvent:

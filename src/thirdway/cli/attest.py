@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from thirdway.cli.common import err_console, fail, friendly_errors, read_input
+from thirdway.cli.common import err_console, fail, friendly_errors, read_input, shown_location
 from thirdway.enclave.attestation import Attestation, Measurement, expected_measurement
 from thirdway.enclave.attestation import verify_attestation as check_attestation
 from thirdway.enclave.tsm import HardwareMode
@@ -145,14 +145,6 @@ def _open_sqlite_logged(path: Path) -> TransparencyLog:
         raise InputError(f"{database} is not a thirdway log ({exc})") from None
 
 
-def _shown(location: str) -> str:
-    """How reports name the log: a database URL without its password."""
-    from thirdway.ledger.open import is_postgres_url
-    from thirdway.ledger.postgres import redact_url
-
-    return redact_url(location) if is_postgres_url(location) else location
-
-
 def _audit(location: str) -> LogAudit:
     from thirdway.gateway.enclave_link import audit_log
 
@@ -160,7 +152,7 @@ def _audit(location: str) -> LogAudit:
         try:
             return audit_log(log)
         except sqlite3.Error as exc:
-            raise InputError(f"cannot read the log {_shown(location)}: {exc}") from None
+            raise InputError(f"cannot read the log {shown_location(location)}: {exc}") from None
 
 
 def _hex64(value: str | None, option: str) -> str | None:
@@ -246,7 +238,7 @@ def _show_log(path: str, as_json: bool) -> None:
     if as_json:
         _print_json({"enclave_starts": starts, "acceptances": acceptances})
     else:
-        typer.echo(f"log {_shown(path)}: {audit.entries} entries")
+        typer.echo(f"log {shown_location(path)}: {audit.entries} entries")
         typer.echo(f"measurement acceptances: {len(acceptances)}")
         for accepted in acceptances:
             typer.echo(
@@ -324,7 +316,7 @@ def _verify_log(path: str, expected: str | None, as_json: bool) -> None:
         found = latest.measurement if latest is not None else "no enclave start"
         problems.append(f"the latest enclave start reports {found}, not --expect {expected}")
     report = {
-        "log": _shown(path),
+        "log": shown_location(path),
         "valid": not problems,
         "entries": audit.entries,
         "enclave_starts": len(audit.attestations),
@@ -339,7 +331,7 @@ def _verify_log(path: str, expected: str | None, as_json: bool) -> None:
     if as_json:
         _print_json(report)
     else:
-        typer.echo(f"log {_shown(path)}: {audit.entries} entries")
+        typer.echo(f"log {shown_location(path)}: {audit.entries} entries")
         typer.echo(f"  enclave starts        {len(audit.attestations)} (each attestation verified)")
         typer.echo(f"  acceptances           {len(audit.acceptances)}")
         typer.echo(

@@ -54,3 +54,15 @@ def read_input(path: Path, what: str) -> bytes:
         raise ThirdwayError(f"{what} path is a directory, not a file: {path}") from None
     except PermissionError:
         raise ThirdwayError(f"{what} file is not readable: {path}") from None
+
+
+def shown_location(location: str) -> str:
+    """How messages name a log or database given on the command line: a ``postgresql://`` URL
+    without its password (it must never reach a terminal or a CI log), a path as given."""
+    from thirdway.ledger.open import is_postgres_url
+
+    if not is_postgres_url(location):
+        return location
+    from thirdway.ledger.postgres import redact_url
+
+    return redact_url(location)

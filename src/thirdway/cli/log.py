@@ -1,4 +1,12 @@
-"""``thirdway log …``: the transparency log on a local SQLite file (and ``bench log``).
+"""``thirdway log …``: the transparency log, on a SQLite file or in the PostgreSQL database that
+several gateway workers share (and ``bench log``).
+
+``--db`` is kept a string (a :class:`Path` would fold ``postgresql://`` into ``postgresql:/``):
+a file path or ``sqlite:///PATH`` opens the SQLite log, whose key lives beside it as
+``<file>.key``; a ``postgresql://`` URL opens the shared log, whose key is a file of its own
+(``--key``; the gateway keeps it as ``log.key`` in its data folder). Only ``checkpoint`` signs
+and only ``append`` may create a log, so only they need that key on PostgreSQL; every other
+command opens the log read-only. Messages name a URL without its password.
 
 Hashes are printed in standard base64 (as in C2SP checkpoints); ``--json`` gives the same in a
 machine-readable form, and a proof written with ``prove --json`` / ``consistency --json`` can be
@@ -21,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.table import Table
 from rich.text import Text
 
-from thirdway.cli.common import console, fail, friendly_errors, read_input
+from thirdway.cli.common import console, fail, friendly_errors, read_input, shown_location
 from thirdway.errors import InputError, ProofError
 from thirdway.ledger import merkle
 from thirdway.ledger.checkpoint import Checkpoint, open_checkpoint
@@ -32,18 +40,32 @@ app = typer.Typer(
     help="The transparency log: append, checkpoint, prove, verify.", no_args_is_help=True
 )
 
-DEFAULT_DB = Path("thirdway.sqlite")
+DEFAULT_DB = "thirdway.sqlite"
 #: Entries appended per transaction when ``append`` reads many lines.
 APPEND_CHUNK = 10_000
 #: A proof file is a few kilobytes; refuse anything much bigger before parsing it.
 MAX_PROOF_FILE_BYTES = 1 << 20
 
 DbOption = Annotated[
-    Path,
+    str,
     typer.Option(
-        "--db", envvar="THIRDWAY_DB", help="The log database (env THIRDWAY_DB).", show_default=True
+        "--db",
+        envvar="THIRDWAY_DB",
+        help="The log: a file path, sqlite:///PATH or a postgresql:// URL (env THIRDWAY_DB).",
+        show_default=True,
     ),
 ]
+KeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        help="The log key file (needed for a postgresql:// log: the gateway keeps it as log.key "
+        "in its data folder; a SQLite log's key is <file>.key beside it).",
+    ),
+]
+READ_ONLY_KEY = Path("<no key: this command reads the log and signs nothing>")
+"""The key path a PostgreSQL log is opened with by the commands that never sign: were anything
+to try, the log would refuse naming this (missing) key rather than create one."""
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 VkeyOption = Annotated[
     str | None,
@@ -118,12 +140,35 @@ def _print_json(value: dict[str, Any]) -> None:
 
 
 @contextmanager
-def _open_log(db: Path, *, create: bool = False) -> Iterator[TransparencyLog]:
-    log = TransparencyLog.open(db, create=create)
+def _open_log(
+    db: str, *, key: Path | None = None, create: bool = False, origin: str | None = None
+) -> Iterator[TransparencyLog]:
+    """The log at ``db`` (a path, ``sqlite:///PATH`` or ``postgresql://`` URL), closed after.
+
+    Without ``key`` a SQLite log signs with ``<file>.key`` as always, and a PostgreSQL log with
+    no key at all (:data:`READ_ONLY_KEY`)."""
+    from thirdway.ledger.open import is_postgres_url, open_log
+
+    if key is None and is_postgres_url(db):
+        key = READ_ONLY_KEY
+    log = open_log(db, key_path=key, create=create, origin=origin)
     try:
         yield log
     finally:
         log.close()
+
+
+def _needs_key(db: str, key: Path | None, command: str, why: str) -> None:
+    """Refuse ``command`` on a PostgreSQL log when no ``--key`` names its key file."""
+    from thirdway.ledger.open import is_postgres_url
+
+    if key is None and is_postgres_url(db):
+        from thirdway.gateway.gatekeeper import LOG_KEY_NAME
+
+        raise InputError(
+            f"'log {command}' on the PostgreSQL log {shown_location(db)} needs --key PATH, the "
+            f"log key file ({LOG_KEY_NAME} in the gateway's data folder): {why}"
+        )
 
 
 # --- append / checkpoint / show ------------------------------------------------------------
@@ -162,20 +207,19 @@ def append(
         typer.Option("--origin", help="Origin (log name) for a new log; must match an old one."),
     ] = None,
     db: DbOption = DEFAULT_DB,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Append entries (arguments, --file, or one per line on stdin); creates the log if needed."""
+    _needs_key(db, key, "append", "a new log's key is created there, where every worker finds it")
     items = _entries_from_input(data, file)
-    log = TransparencyLog.open(db, create=True, origin=origin)
-    try:
+    with _open_log(db, key=key, create=True, origin=origin) as log:
         # Each chunk is one durable transaction; a huge stdin is not one giant batch.
         chunks = [
             log.append_batch(items[start : start + APPEND_CHUNK])
             for start in range(0, len(items), APPEND_CHUNK)
         ]
         size = log.size()
-    finally:
-        log.close()
     indices = range(chunks[0].start, chunks[-1].stop)
     if as_json:
         _print_json({"first": indices.start, "count": len(indices), "size": size})
@@ -195,10 +239,12 @@ def checkpoint(
         Path | None, typer.Option("--out", "-o", help="Write the signed note to this file.")
     ] = None,
     db: DbOption = DEFAULT_DB,
+    key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Sign the current size and root as a C2SP checkpoint (signed note), store and print it."""
-    with _open_log(db) as log:
+    _needs_key(db, key, "checkpoint", "a checkpoint is signed with it")
+    with _open_log(db, key=key) as log:
         note = log.checkpoint()
         parsed = open_checkpoint(note, log.verifier())
     if out is not None:
@@ -268,7 +314,7 @@ def info(db: DbOption = DEFAULT_DB, as_json: JsonOption = False) -> None:
     if as_json:
         _print_json(summary)
         return
-    table = Table(show_header=False, title=Text(f"log {db}"))
+    table = Table(show_header=False, title=Text(f"log {shown_location(db)}"))
     for key, value in summary.items():
         table.add_row(key, Text(str(value), overflow="fold"))
     console.print(table)
@@ -435,7 +481,7 @@ def _hash(value: str, what: str) -> bytes:
     return raw
 
 
-def _anchor(checkpoint_file: Path | None, vkey: str | None, db: Path) -> Checkpoint | None:
+def _anchor(checkpoint_file: Path | None, vkey: str | None, db: str) -> Checkpoint | None:
     """Open ``--checkpoint`` with ``--vkey`` (or the key recorded in the log at ``--db``)."""
     if checkpoint_file is None:
         if vkey is not None:
@@ -558,7 +604,7 @@ def verify(vkey: VkeyOption = None, db: DbOption = DEFAULT_DB, as_json: JsonOpti
             raise typer.Exit(1)
         return
     if report.ok:
-        ok(f"log {db}: {report.summary()}")
+        ok(f"log {shown_location(db)}: {report.summary()}")
         return
     where = (
         "" if report.first_bad_entry is None else f" (first bad entry: {report.first_bad_entry})"

@@ -28,7 +28,13 @@ NEW = parse_charter(
     re.sub(r'(?m)^version: "[^"]+"$', 'version: "7.0-test"', default_charter_text().decode()),
     "test charter",
 ).sha256
+NEW_VERSION = "7.0-test"
+"""An unshipped charter's version reaches the gatekeeper with its hash (as open_gateway passes
+the trust context's): without it the gatekeeper cannot order NEW after OLD and refuses to open."""
 assert OLD != NEW
+
+
+UNDER_NEW = {"charter_sha256": NEW, "charter_version": NEW_VERSION}
 
 
 def _escalate_then_stop(folder: Path, clock: Clock) -> tuple[str, Escalated]:
@@ -43,7 +49,10 @@ def _escalate_then_stop(folder: Path, clock: Clock) -> tuple[str, Escalated]:
 
 
 def _reopen(folder: Path, clock: Clock, charter_sha256: str) -> Gatekeeper:
-    gate, _, _ = open_gate(folder, tier=2, clock=clock, charter_sha256=charter_sha256)
+    version = NEW_VERSION if charter_sha256 == NEW else None
+    gate, _, _ = open_gate(
+        folder, tier=2, clock=clock, charter_sha256=charter_sha256, charter_version=version
+    )
     return gate
 
 
@@ -114,7 +123,9 @@ def test_approvals_given_before_the_change_do_not_carry_a_critical_action_over(
         _, handle = escalate_password_change(gate)
         first = gate.approve_escalation(handle, "auditor-alice", "user confirmed")
         assert isinstance(first, Escalated) and first.approvals == 1
-    gate, bank, _ = open_gate(tmp_path, tier=4, clock=clock, charter_sha256=NEW)
+    gate, bank, _ = open_gate(
+        tmp_path, tier=4, clock=clock, charter_sha256=NEW, charter_version=NEW_VERSION
+    )
     with gate:
         outcome = gate.approve_escalation(handle, "auditor-bob", "confirmed by phone")
         assert isinstance(outcome, Denied), outcome
@@ -136,9 +147,7 @@ def test_the_dialogue_service_approval_ends_denied_with_the_gatekeepers_reason(
     with gate:
         _, _, handle = escalate_payment(gate)
         assert service.resolution(handle, "agent-2").status == "pending"
-    gate, service, bank, _ = open_service(
-        tmp_path, clock=clock, gate_options={"charter_sha256": NEW}
-    )
+    gate, service, bank, _ = open_service(tmp_path, clock=clock, gate_options=UNDER_NEW)
     with gate:
         approved = service.approve(handle, "auditor-alice", "the user asked for this bill")
         assert approved.state == "approved"  # the auditors' decision, as they recorded it
@@ -152,7 +161,7 @@ def test_the_dialogue_service_approval_ends_denied_with_the_gatekeepers_reason(
         assert proposed is not None  # the bill's read before it had its own capability
         assert not any(e.type == "capability" for e in entries(gate, proposed))
         assert gate.log.verify().ok
-    gate, service, _, _ = open_service(tmp_path, clock=clock, gate_options={"charter_sha256": NEW})
+    gate, service, _, _ = open_service(tmp_path, clock=clock, gate_options=UNDER_NEW)
     with gate:  # rebuilt from the log alone: nothing left to forward, the same answer
         resolution = service.resolution(handle, "agent-2")
         assert resolution.status == "denied"

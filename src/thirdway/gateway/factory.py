@@ -118,6 +118,7 @@ def open_gateway(
         verifier=verifier,
         verify_policy=policy,
         charter_sha256=ctx.charter_sha256,
+        charter_version=ctx.charter.version,
         auditors=auditors,
         clock=clock,
         **gate_options,

@@ -61,6 +61,7 @@ from thirdway.capability import (
     SQLiteSpentSet,
 )
 from thirdway.charter import default_charter_sha256
+from thirdway.charter.registry import packaged_entry, version_order
 from thirdway.errors import CapabilityError, GateError, InputError, LogError, ThirdwayError
 from thirdway.gateway import entries as log_entries
 from thirdway.gateway import restart
@@ -197,7 +198,11 @@ class Gatekeeper:
     ``manifests`` plus the hosted ``tools``' own manifests say what every tool risks; the
     ``verifier`` (default: the pure in-process one) must judge with exactly those, and under
     ``charter_sha256`` (the charter the gateway runs under; default: the packaged one): a
-    verdict citing another charter, or none, is no verdict (no token). ``tiers``
+    verdict citing another charter, or none, is no verdict (no token). ``charter_version`` is
+    that charter's version, needed only for one thirdway never shipped (a shipped one's comes
+    from :mod:`thirdway.charter.registry`): charters only move forward, so a gatekeeper refuses
+    to open over a log that cites a charter newer than its own, or one it cannot order its own
+    after (:func:`_charter_rollback`). ``tiers``
     gives each agent's trust tier (default: 2 for everyone), ``sanctioner`` hears of deception,
     ``auditors`` (when given) are the only ids that may answer escalations, ``timer`` receives
     the time of every stage (for ``thirdway bench gate``), ``on_executed`` hears of every tool that
@@ -214,6 +219,7 @@ class Gatekeeper:
         verifier: Verifier | None = None,
         verify_policy: VerifyPolicy | None = None,
         charter_sha256: str | None = None,
+        charter_version: str | None = None,
         authorizer: Authorizer | None = None,
         tiers: TierSource | None = None,
         sanctioner: Sanctioner | None = None,
@@ -232,6 +238,9 @@ class Gatekeeper:
         self.charter_sha256 = check_charter_sha256(
             charter_sha256 if charter_sha256 is not None else default_charter_sha256()
         )
+        self.charter_version = _charter_version(self.charter_sha256, charter_version)
+        """The version of :attr:`charter_sha256`, or None for an unshipped charter given by its
+        hash alone."""
         if verifier is None:
             verifier = InProcessVerifier(self.manifests, verify_policy, self.charter_sha256)
         elif verifier.manifests != self.manifests:
@@ -271,6 +280,9 @@ class Gatekeeper:
         )
         self._table_lock = threading.Lock()
         state, size = self._rebuild()
+        running = _Cited(self.charter_sha256, self.charter_version)
+        if (refusal := _charter_rollback(running, state.charters)) is not None:
+            raise GateError(refusal)  # nothing written: :meth:`open` closes what it opened
         self._sessions: dict[str, Session] = state.sessions
         self._escalations: dict[str, Escalation] = state.escalations
         self._agents = {session.agent for session in state.sessions.values()}
@@ -342,10 +354,12 @@ class Gatekeeper:
         try:
             # In the log's database, not synced on its own: the log's next commit syncs it.
             spent = SQLiteSpentSet(path, durable=False)
+            # Built (the log read, a charter rollback refused) before this start is recorded,
+            # so a refused start leaves the last stop's record as it was: the next start voids
+            # no token it would not have voided anyway. No token exists before the floor is set.
+            gate = cls(log, issuer=issuer, spent_set=spent, token_floor=0, **options)
             opening = tenancy.open_floor(log.size())
-            gate = cls(
-                log, issuer=issuer, spent_set=spent, token_floor=opening.token_floor, **options
-            )
+            gate.token_floor = opening.token_floor
             if opening.raised:
                 gate._writer.append([log_entries.restart_entry(opening.token_floor)])
         except BaseException:
@@ -1364,6 +1378,90 @@ def _gaps(start: int, stop: int, own: Sequence[range]) -> list[tuple[int, int]]:
     if position < stop:
         gaps.append((position, stop))
     return gaps
+
+
+@dataclass(frozen=True)
+class _Cited:
+    """A charter by its hash and, when known, its version (what orders charters)."""
+
+    sha256: str
+    version: str | None
+    """None: a charter thirdway never shipped, known by its hash alone."""
+
+    @property
+    def order(self) -> tuple[int, ...] | None:
+        return None if self.version is None else version_order(self.version)
+
+    def __str__(self) -> str:
+        if self.version is None:
+            return f"{self.sha256[:16]}… (version unknown)"
+        return f"{self.version} ({self.sha256[:16]}…)"
+
+
+def _charter_version(sha256: str, given: str | None) -> str | None:
+    """The version of the charter a gatekeeper runs under: the registry's for a shipped one
+    (``given``, if any, must agree), else ``given`` (None: known by its hash alone)."""
+    if given is not None and (not isinstance(given, str) or not given):
+        raise InputError(f"charter_version must be a charter's version string, not {given!r}")
+    shipped = packaged_entry(sha256)
+    if shipped is None:
+        return given
+    if given is not None and given != shipped.version:
+        raise InputError(
+            f"charter {sha256[:16]}… is thirdway's charter {shipped.version}, not {given!r}"
+        )
+    return shipped.version
+
+
+def _charter_rollback(running: _Cited, cited: Iterable[str]) -> str | None:
+    """Why a gatekeeper under ``running`` may not open over a log citing ``cited`` (the
+    charters its verdicts and trust events cite), or None when it may.
+
+    Charters only move forward: once a log cites a charter, a gatekeeper under an older one
+    would stamp trust events that replay refuses as a downgrade (and its sanctions would fail
+    after their batch was logged). So it opens only if it can show its charter is not older
+    than any the log cites (:func:`~thirdway.charter.registry.version_order`; the same charter
+    always may). It cannot for a cited charter thirdway never shipped that is not its own (the
+    log holds only the hash; it may be a later release's), nor for its own charter given by its
+    hash alone, or with a version starting with no number, once the log cites another: all
+    refused (fail closed)."""
+    others = {sha: _Cited(sha, _shipped_version(sha)) for sha in cited if sha != running.sha256}
+    if not others:
+        return None
+    unknown = sorted(sha for sha, charter in others.items() if charter.order is None)
+    if unknown:
+        return (
+            f"the log cites charter {others[unknown[0]]}, which this thirdway never shipped "
+            "(a later release's, or another charter file's), so the gatekeeper's charter "
+            f"{running} cannot be shown not to be older: {_FORWARD}"
+        )
+    newest = max(others.values(), key=lambda charter: (charter.order or (), charter.sha256))
+    mine, theirs = running.order, newest.order
+    if mine is None:
+        why = (
+            "is one thirdway never shipped, given by its hash alone (pass its version as "
+            "charter_version)"
+            if running.version is None
+            else "has a version that starts with no number"
+        )
+        return (
+            f"the gatekeeper's charter {running} {why}, so it cannot be ordered after charter "
+            f"{newest} that its log already cites: {_FORWARD}"
+        )
+    if theirs is not None and mine < theirs:
+        return (
+            f"the gatekeeper's charter {running} is older than charter {newest} that its log "
+            f"already cites: {_FORWARD}"
+        )
+    return None
+
+
+_FORWARD: Final = "charters only move forward (publish a new version instead); not opened"
+
+
+def _shipped_version(sha256: str) -> str | None:
+    shipped = packaged_entry(sha256)
+    return None if shipped is None else shipped.version
 
 
 def _parse(index: int, data: bytes) -> LogEntry:

@@ -127,14 +127,18 @@ class State:
     escalations: dict[str, Escalation] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
     """Sessions ended by a ``session_closed`` note: never reopened under the same id."""
+    charters: set[str] = field(default_factory=set)
+    """Every charter hash a verdict or a trust event in the log cites: a gatekeeper may not
+    open under a charter older than one of them (charters only move forward)."""
 
 
 def rebuild(entries: Iterable[tuple[int, LogEntry]]) -> State:
     """Sessions and open escalations from the gatekeeper's entries, in log order.
 
-    Entries of other types (trust events, notes, checkpoints' neighbours) are skipped. A
-    gatekeeper entry that contradicts the ones before it raises :class:`LogError` naming its
-    index: a gatekeeper must not carry on from a record it cannot account for."""
+    Entries of other types (notes, checkpoints' neighbours) are skipped; of a trust event only
+    the charter it cites is kept (:attr:`State.charters`). A gatekeeper entry that contradicts
+    the ones before it raises :class:`LogError` naming its index: a gatekeeper must not carry
+    on from a record it cannot account for."""
     projection = Projection()
     for index, log_entry in entries:
         projection.apply(index, log_entry)
@@ -184,6 +188,8 @@ class Projection:
         elif log_entry.type == "verdict" and "verdict" in payload:
             verdict = Verdict.model_validate(payload["verdict"])
             self._verdicts[index] = verdict
+            if verdict.charter_sha256 is not None:
+                state.charters.add(verdict.charter_sha256)
             proposal, _ = _earlier(self._proposals, payload["proposal_index"], index, "proposal")
             if verdict.verdict == "pass":
                 session = _session(state, index, proposal.session)
@@ -202,10 +208,20 @@ class Projection:
             state.escalations.pop(refused, None)
         elif log_entry.type == "dialogue":
             self._dialogue(index, payload)
+        elif log_entry.type == "trust":
+            self._cites(payload.get("charter_sha256"))
         elif log_entry.type == "note" and payload.get("event") == "session_closed":
             closed = state.sessions.pop(str(log_entry.session), None)
             if closed is not None:
                 state.closed.add(closed.id)
+
+    def _cites(self, charter: object) -> None:
+        """Note the charter a trust event cites (the trust ledger checks the rest of it)."""
+        if charter is None:
+            return
+        if not isinstance(charter, str):
+            raise TypeError(f"a trust event cites its charter by its hash, not {charter!r}")
+        self.state.charters.add(charter)
 
     def _observe(self, index: int, log_entry: LogEntry) -> None:
         state = self.state

@@ -9,7 +9,8 @@ loses power while a tool runs may lose the spend of a token whose run was never 
 
 This module closes that window. :func:`mark_clean` is the last thing a gatekeeper does when it
 closes (a synced commit, so every spend before it is on disk too). :func:`open_floor`, the first
-thing it does when it opens, reads and clears that mark: after a clean stop the token floor
+thing it records when it opens (once it has read its log, before any token exists), reads and
+clears that mark: after a clean stop the token floor
 stays where it was; after any other stop (a crash, a kill, a power cut, or a folder written by
 an older version) the floor rises to the log's size, and every token minted before it is
 refused as ``voided`` whether or not its spend survived. Every token the gatekeeper ever handed

@@ -4,9 +4,9 @@ A gatekeeper allocates many short-lived objects per action (wire models, dumps, 
 Cedar requests) and keeps few. With CPython's defaults the young generation is collected every
 700 net allocations, and every so often a full collection walks every object the process holds,
 the several hundred thousand that importing pydantic, cedarpy, biscuit, rich and typer created
-included. On the 2-core benchmark VM that full collection stalled one action in every few
-hundred for 40–70 ms (``thirdway bench gate``: the run's maximum latency), and the young
-collections took about a tenth of the CPU of an action.
+included. On the 2-core benchmark VMs that full collection stalled one action in several
+hundred for 65–140 ms (``thirdway bench gate``: the run's maximum latency), and the young
+collections took up to a tenth of the CPU of an action.
 
 :func:`tune_collector`, called once the process has started (modules imported, services open),
 moves everything alive into the permanent generation (:func:`gc.freeze`: never scanned again)

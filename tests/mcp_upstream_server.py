@@ -1,10 +1,12 @@
 """A small upstream MCP server (stdio) for the proxy test: a bank's ``read_file`` and
 ``send_money``. Every call that reaches it is appended to the file named by ``argv[1]``, so the
-test can tell which calls got through the gate."""
+test can tell which calls got through the gate. An optional ``argv[2]`` makes ``read_file`` fail
+after recording the call: ``error`` (an MCP tool error) or ``crash`` (the process exits)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from mcp.server.fastmcp import FastMCP
 from thirdway.gateway import banking
 
 CALLS = Path(sys.argv[1])
+MODE = sys.argv[2] if len(sys.argv) > 2 else "normal"
 server = FastMCP("upstream-bank")
 
 
@@ -25,6 +28,10 @@ def _record(tool: str, args: dict[str, object]) -> None:
 def read_file(file_path: str) -> str:
     """Read a local file."""
     _record("read_file", {"file_path": file_path})
+    if MODE == "crash":
+        os._exit(3)
+    if MODE == "error":
+        raise ValueError("the disk is on fire")
     if file_path != banking.BILL_FILE:
         raise ValueError(f"no such file: {file_path}")
     return banking.bill_text(banking.INJECTION)

@@ -66,7 +66,11 @@ def _caller(upstream: ClientSession, name: str) -> Any:
     """A synchronous hosted tool that calls the upstream tool (from the gate's worker thread)."""
 
     def call(**args: Any) -> str:
-        result = from_thread.run(upstream.call_tool, name, args)
+        try:
+            result = from_thread.run(upstream.call_tool, name, args)
+        except Exception as exc:  # the upstream died or broke the protocol: name it as such
+            detail = f"{type(exc).__name__}: {exc}"
+            raise UpstreamError(f"the upstream MCP server did not answer ({detail})") from exc
         text = _text(result)
         if result.isError:
             raise UpstreamError(text)
@@ -160,15 +164,7 @@ class GatedTools:
         chain = args.pop(PROPOSAL_ARG, None)
         if not isinstance(session, str):
             raise InputError(f"{SESSION_ARG} must be a session id from {OPEN_SESSION}")
-        if isinstance(chain, str):
-            if len(chain) > MAX_PROPOSAL_BYTES:
-                raise InputError(f"{PROPOSAL_ARG} is larger than {MAX_PROPOSAL_BYTES} bytes")
-            try:
-                chain = json.loads(chain)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{PROPOSAL_ARG} is not JSON ({exc.msg})") from None
-        if not isinstance(chain, dict):
-            raise InputError(f"{PROPOSAL_ARG} must be an object with {', '.join(CHAIN_FIELDS)}")
+        chain = _parsed_chain(chain)
         unknown = sorted(set(chain) - set(CHAIN_FIELDS))
         if unknown:
             raise InputError(f"{PROPOSAL_ARG} has unknown fields: {', '.join(unknown)}")
@@ -189,6 +185,29 @@ class GatedTools:
             assert isinstance(outcome, Denied)
             head = f"thirdway refused {name}: {outcome.reason}"
         return _error("\n".join([head, "findings:" if lines else "findings: none", *lines]))
+
+
+def _parsed_chain(chain: Any) -> dict[str, Any]:
+    """The chain argument as an object, sent as one or as its JSON text; over
+    ``MAX_PROPOSAL_BYTES`` either way (measured as UTF-8 JSON) is refused before parsing it
+    further."""
+    if isinstance(chain, str):
+        text = chain
+    elif isinstance(chain, dict):
+        text = json.dumps(chain, ensure_ascii=False, default=str)
+    else:
+        raise InputError(f"{PROPOSAL_ARG} must be an object with {', '.join(CHAIN_FIELDS)}")
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_PROPOSAL_BYTES:
+        raise InputError(f"{PROPOSAL_ARG} is larger than {MAX_PROPOSAL_BYTES} bytes")
+    if isinstance(chain, dict):
+        return chain
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{PROPOSAL_ARG} is not JSON ({exc.msg})") from None
+    if not isinstance(parsed, dict):
+        raise InputError(f"{PROPOSAL_ARG} must be an object with {', '.join(CHAIN_FIELDS)}")
+    return parsed
 
 
 def build_server(gated: GatedTools) -> Server[Any, Any]:

@@ -93,6 +93,7 @@ from thirdway.gateway.outcomes import (
     Outcome,
     denial_reason,
     escalation_reason,
+    verifier_denial,
 )
 from thirdway.gateway.sessions import (
     MAX_SESSION_CHARS,
@@ -823,8 +824,10 @@ class Gatekeeper:
             ],
             check=self._check(session),
         )
+        unauthorizable = f"the action cannot be authorized: {error}"
+        denied = verifier_denial(result.verdict)  # the verifier's word comes first
         return Denied(
-            reason=f"the action cannot be authorized: {error}",
+            reason=unauthorizable if denied is None else f"{denied}; {unauthorizable}",
             findings=result.verdict.findings,
             verdict=result.verdict,
             proposal_index=written.start,

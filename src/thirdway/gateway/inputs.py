@@ -66,12 +66,22 @@ def observation(**fields: Any) -> Observation:
 
 def amount_of(manifest: ToolManifest, args: Mapping[str, Any]) -> float | None:
     """The money a financial call moves (its ``amount`` argument), for Cedar's limits. A
-    negative or non-finite amount is passed on, so the request refuses it (fail closed)."""
+    negative or non-finite amount is passed on, so the request refuses it (fail closed).
+
+    An ``amount`` that is there but is not a number (``"25000"``, ``true``, a list) is refused
+    here: Cedar would see no amount at all, and the schema makes every amount rule say
+    ``context has amount && ...``, so each operator limit would silently not apply to a call
+    whose tool may well read ``"25000"`` as 25000. A missing or ``null`` amount is no amount."""
     if manifest.risk not in ("financial", "critical"):
         return None
     value = args.get("amount")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(
+            f"argument 'amount' of {manifest.risk} tool {manifest.tool!r} is a "
+            f"{type(value).__name__}, not a number, so no amount limit could be applied to it"
+        )
     return float(value)
 
 

@@ -98,15 +98,22 @@ instruction taken from data (the root of an injection) before its consequences."
 
 def denial_reason(verdict: Verdict, decision: AuthorizationDecision) -> str:
     """One line telling the agent why: the verifier's first finding, or the deciding policies."""
-    if verdict.verdict == "deny" and verdict.findings:
-        first = min(
-            verdict.findings,
-            key=lambda f: (_SEVERITY_RANK[f.severity], f.code != "instruction_from_data"),
-        )
-        more = len(verdict.findings) - 1
-        tail = f" (and {more} more finding{'s' if more > 1 else ''})" if more else ""
-        return f"the verifier denied the action: {first.code}: {first.message}{tail}"
-    return f"the policy denied the action ({', '.join(decision.reasons)})"
+    return verifier_denial(verdict) or (
+        f"the policy denied the action ({', '.join(decision.reasons)})"
+    )
+
+
+def verifier_denial(verdict: Verdict) -> str | None:
+    """The verifier's first finding, when it denied the action (else None)."""
+    if verdict.verdict != "deny" or not verdict.findings:
+        return None
+    first = min(
+        verdict.findings,
+        key=lambda f: (_SEVERITY_RANK[f.severity], f.code != "instruction_from_data"),
+    )
+    more = len(verdict.findings) - 1
+    tail = f" (and {more} more finding{'s' if more > 1 else ''})" if more else ""
+    return f"the verifier denied the action: {first.code}: {first.message}{tail}"
 
 
 def escalation_reason(verdict: Verdict, decision: AuthorizationDecision) -> str:

@@ -152,6 +152,8 @@ def verify_capability(
     The resource needs only the public key and a spent-set it shares with every other place the
     same tokens could be redeemed (the same SQLite file). Returns the claims; raises
     CapabilityError (with its ``reason``) when the call must not proceed."""
+    if not callable(getattr(spent_set, "spend", None)):
+        raise InputError(f"spent_set must be a SpentSet, not {type(spent_set).__name__}")
     if isinstance(public_key, str):
         verifier = _verifier_for(public_key)
     else:

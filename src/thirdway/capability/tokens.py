@@ -180,7 +180,10 @@ def canonical_args(args: Mapping[str, Any]) -> bytes:
     """RFC 8785 bytes of an arguments object (raises InputError if it is not I-JSON)."""
     if not isinstance(args, Mapping):
         raise InputError(f"tool arguments must be a JSON object, not {type(args).__name__}")
-    return canonical_json(dict(args))
+    try:
+        return canonical_json(dict(args))
+    except RecursionError:  # the reference encoder recurses; a hostile caller nests deeply
+        raise InputError("tool arguments are nested too deeply to be canonicalised") from None
 
 
 # --------------------------------------------------------------------------- keys
@@ -339,6 +342,7 @@ class CapabilityVerifier:
         now: float,
     ) -> CapabilityClaims:
         """:meth:`verify` for a caller that already hashed the arguments."""
+        _check_names(tool=tool, agent=agent, session=session)
         request = _Request(tool, args_sha256, agent, session, math.floor(_checked_now(now)))
         biscuit = self._parse(token)
         authorizer = self._authorizer(biscuit, request)
@@ -355,7 +359,11 @@ class CapabilityVerifier:
         return claims
 
     def _parse(self, token: str) -> Biscuit:
-        if not isinstance(token, str) or not token:
+        if not isinstance(token, str):
+            raise CapabilityError(
+                "malformed", f"a token is a base64 string, not {type(token).__name__}"
+            )
+        if not token:
             raise CapabilityError("malformed", "no token given (expected a base64 string)")
         if len(token) > MAX_TOKEN_CHARS:
             raise CapabilityError(
@@ -480,6 +488,18 @@ def _explain(claims: CapabilityClaims, request: _Request) -> CapabilityError | N
             f"token expired at {claims.expires_at} (now {request.now}); propose the action again",
         )
     return None
+
+
+def _check_names(*, tool: object, agent: object, session: object) -> None:
+    """What the call is checked against must be names: a caller passing ``None`` or bytes for
+    one has a bug, which is an InputError naming it, not a refusal of the token."""
+    if not isinstance(tool, str):
+        raise InputError(f"the tool to check a token for is a name, not {type(tool).__name__}")
+    for what, value in (("agent", agent), ("session", session)):
+        if value is not None and not isinstance(value, str):
+            raise InputError(
+                f"the {what} to check a token for is a name or None, not {type(value).__name__}"
+            )
 
 
 def _checked_now(now: float) -> float:

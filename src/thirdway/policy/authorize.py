@@ -115,9 +115,15 @@ class Authorizer:
         if not isinstance(extra, str):
             raise InputError(f"operator policies must be text, not {type(extra).__name__}")
         try:
-            precheck(extra)
+            ids = precheck(extra)
         except InputError as exc:
             raise InputError(f"operator policies: {exc}") from None
+        taken = sorted(set(ids.values()) & set(default_authorizer().policies.ids.values()))
+        if taken:
+            raise InputError(
+                f"operator policies: @id({taken[0]!r}) is already a default policy's @id; give "
+                "the operator's policy its own, so that the log says which one decided"
+            )
         return cls(default_policy_text() + "\n" + extra)
 
     @property

@@ -104,12 +104,13 @@ def _parse_schema(text: str) -> cedarpy.Schema:
         raise InputError(f"Cedar schema does not parse: {exc}") from None
 
 
-def precheck(text: str) -> None:
-    """Raise InputError if ``text`` does not parse or lacks ``@id``s. Used on an operator's own
-    text before it is appended to the defaults, so that lines and policy numbers in the message
-    count from the start of the operator's text."""
+def precheck(text: str) -> dict[str, str]:
+    """Raise InputError if ``text`` does not parse or lacks ``@id``s; return its ids (as
+    :func:`_policy_ids`). Used on an operator's own text before it is appended to the defaults,
+    so that lines and policy numbers in the message count from the start of the operator's
+    text."""
     _parse_policies(text)
-    _policy_ids(text)
+    return _policy_ids(text)
 
 
 def _parse_policies(text: str) -> cedarpy.PolicySet:
@@ -184,14 +185,24 @@ def _locate_parse_error(text: str, exc: ValueError) -> str:
         try:
             cedarpy.PolicySet.from_str(statement)
         except ValueError as statement_exc:
-            return (
-                f"{statement_exc} (in the policy starting on line {_first_code_line(text, start)})"
-            )
+            named = _annotated_id(statement)
+            which = f"the policy @id({named!r})" if named else "the policy"
+            line = _first_code_line(text, start)
+            return f"{statement_exc} (in {which} starting on line {line})"
         start = match.end()
     tail = text[start:]
     if tail.strip() and _strip_comments(tail).strip():
         return f"{exc} (after the last ';', line {_first_code_line(text, start)}: missing ';'?)"
     return str(exc)
+
+
+_ID_ANNOTATION = re.compile(r'@id\s*\(\s*"((?:[^"\\\n]|\\.){1,256})"\s*\)')
+
+
+def _annotated_id(statement: str) -> str | None:
+    """The ``@id`` a statement that does not parse seems to carry, to name it in the error."""
+    match = _ID_ANNOTATION.search(_strip_comments(statement))
+    return match.group(1) if match else None
 
 
 def _first_code_line(text: str, offset: int) -> int:

@@ -36,9 +36,24 @@ def _result(call: calls.Call[T], answer: httpx.Response) -> T:
         except ValueError:
             body = None
         raise error_for(answer.status_code, body, answer.text[:500])
-    if answer.status_code == 204 or not answer.content:
-        return call.parse(None)
-    return call.parse(answer.json())
+    try:
+        if answer.status_code == 204 or not answer.content:
+            return call.parse(None)
+        return call.parse(answer.json())
+    except ValueError as exc:  # not JSON, or not the promised model (ValidationError)
+        raise _bad_answer(call, answer, exc) from exc
+
+
+def _bad_answer(call: calls.Call[Any], answer: httpx.Response, exc: ValueError) -> ApiError:
+    """A success status whose body is not the API's answer (a proxy's page, another service):
+    an :class:`ApiError` like any other failure, never a bare parsing exception."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ApiError(
+        answer.status_code,
+        "bad_answer",
+        f"the answer to {call.method} {call.path} (HTTP {answer.status_code}) is not the "
+        f"thirdway API's: {first[:200]}",
+    )
 
 
 def _network_error(exc: httpx.HTTPError) -> ApiError:

@@ -119,6 +119,39 @@ def _validation_message(exc: RequestValidationError) -> str:
     return f"invalid {place} field {where or '(whole body)'}: {first.get('msg')}{tail}"
 
 
+_FASTAPI_BODY_ERROR: Final = "There was an error parsing the body"
+"""FastAPI's 400 for a JSON body that fails to parse other than as a ``JSONDecodeError``."""
+_NOT_JSON_TYPE: Final = (
+    "the request body must be a JSON object sent with 'Content-Type: application/json'"
+)
+
+
+def _body_parse_message(cause: BaseException | None) -> str:
+    """Name why FastAPI could not parse the body (it says only that it could not)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the request body is not valid JSON: not UTF-8 text (byte {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "the request body is not valid JSON: nested too deeply"
+    return "the request body is not valid JSON"
+
+
+def _whole_body_refused(exc: RequestValidationError) -> bool:
+    """Whether the first error is the whole body's type (not one field of it)."""
+    errors = exc.errors()
+    return bool(errors) and tuple(errors[0].get("loc", ())) == ("body",)
+
+
+def _json_content_type(request: Request) -> bool:
+    """FastAPI parses a body as JSON only without a Content-Type or with a JSON one."""
+    value = request.headers.get("content-type")
+    if value is None:
+        return True
+    media = value.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every failure to the error contract (and log unexpected ones once, here)."""
 
@@ -129,10 +162,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if _whole_body_refused(exc) and not _json_content_type(request):
+            return error_response(400, "invalid_input", _NOT_JSON_TYPE)
         return error_response(400, "invalid_input", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            return error_response(400, "invalid_input", _body_parse_message(exc.__cause__))
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
         code = codes.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))

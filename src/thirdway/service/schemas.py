@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from thirdway.dialogue import Dialogue
 from thirdway.dialogue.challenges import ChallengeKind
@@ -54,12 +54,18 @@ class WhoAmI(BaseModel):
     role: str
 
 
+SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,127}$")]
+"""A chosen session id: every route names the session as one URL path segment, so an id with
+``/``, ``?``, ``#``, ``%``, spaces, or one that is ``.`` or ``..`` (which clients normalise
+away) would open a session no request could reach."""
+
+
 class SessionRequest(Strict):
     instruction: str = Field(min_length=1, max_length=100_000)
     """The principal's instruction (observation 0)."""
     agent: Id | None = None
     """Defaults to the calling agent; any other agent is refused."""
-    session: Id | None = None
+    session: SessionId | None = None
     """A chosen session id (default: a random one)."""
 
 

@@ -226,3 +226,13 @@ def test_fast_canonical_path_edge_cases(value: object) -> None:
     import rfc8785
 
     assert canonical_json(value) == rfc8785.dumps(value)
+
+
+def test_a_value_nested_too_deeply_is_an_input_error_on_every_path() -> None:
+    """Past the recursion limit every encoder gives up (orjson, the standard library and the
+    rfc8785 reference): the caller gets one InputError saying so, never a RecursionError."""
+    deep: object = "leaf"
+    for _ in range(50_000):
+        deep = [deep]
+    with pytest.raises(InputError, match="nested too deeply"):
+        canonical_json(deep)

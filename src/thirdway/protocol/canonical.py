@@ -164,6 +164,8 @@ def canonical_json(value: BaseModel | Any) -> bytes:
         pass
     try:
         return rfc8785.dumps(document)
+    except RecursionError:
+        raise InputError("value cannot be canonicalised as JSON: it is nested too deeply") from None
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise InputError(f"value cannot be canonicalised as JSON: {exc}") from exc
 

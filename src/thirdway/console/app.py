@@ -27,6 +27,7 @@ from thirdway.console.auth import (
     SESSION_COOKIE,
     SESSION_SECONDS,
     AuditorAuth,
+    RevocableAuditorAuth,
     csrf_ok,
     csrf_token,
     start_session,
@@ -87,6 +88,7 @@ def create_console_app(
         tier_name=service.ctx.tiers.name,
     )
     pages = _Pages(service, templates, log or service.log)
+    app.state.console_auth = auth
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable[..., Any]) -> Response:
@@ -199,9 +201,17 @@ class _Pages:
 
 
 def _auditor(request: Request) -> str:
+    """The signed-in auditor; with revocable credentials, only while the one they signed in
+    with still holds (checked on every request, like an API key)."""
     auditor = request.session.get("auditor")
     if not isinstance(auditor, str):
         raise LoginRequired()
+    auth = request.app.state.console_auth
+    if isinstance(auth, RevocableAuditorAuth):
+        credential = request.session.get("credential")
+        if not isinstance(credential, str) or not auth.still_valid(auditor, credential):
+            request.session.clear()
+            raise LoginRequired()
     return auditor
 
 
@@ -263,7 +273,8 @@ def _routes(app: FastAPI, pages: _Pages, service: DialogueService, auth: Auditor
                 request, "login.html", status=401, heading="Sign in", error=problem,
                 next=_safe_next(next), auditor_value=auditor[:256],
             )  # fmt: skip
-        start_session(request.session, who)  # type: ignore[arg-type]
+        credential = auth.credential_id(secret) if isinstance(auth, RevocableAuditorAuth) else None
+        start_session(request.session, who, credential)  # type: ignore[arg-type]
         _flash(request, f"Signed in as {who}.")
         return RedirectResponse(_safe_next(next), status_code=303)
 

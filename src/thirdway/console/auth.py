@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 SESSION_SECONDS: Final = 8 * 3600
 SESSION_COOKIE: Final = "thirdway_console"
@@ -28,6 +28,22 @@ class AuditorAuth(Protocol):
     """Checks an auditor's credentials; returns the auditor id, or ``None`` to refuse."""
 
     def authenticate(self, auditor: str, secret: str) -> str | None: ...
+
+
+@runtime_checkable
+class RevocableAuditorAuth(AuditorAuth, Protocol):
+    """An :class:`AuditorAuth` whose credentials can be revoked (the service's API keys). The
+    session keeps the id of the credential used to sign in, and every request checks that it
+    still holds: a revoked key ends its console sessions at once, as it ends its API access,
+    instead of lasting as long as the cookie (:data:`SESSION_SECONDS`)."""
+
+    def credential_id(self, secret: str) -> str:
+        """The id of the credential ``secret`` (never the secret itself)."""
+        ...
+
+    def still_valid(self, auditor: str, credential_id: str) -> bool:
+        """Whether that credential is still active and still ``auditor``'s."""
+        ...
 
 
 class StaticAuditorAuth:
@@ -56,11 +72,14 @@ def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
-def start_session(session: dict[str, Any], auditor: str) -> None:
-    """A fresh session for ``auditor`` with a new CSRF key."""
+def start_session(session: dict[str, Any], auditor: str, credential: str | None = None) -> None:
+    """A fresh session for ``auditor`` with a new CSRF key (and the id of the credential it
+    signed in with, for a :class:`RevocableAuditorAuth`)."""
     session.clear()
     session["auditor"] = auditor
     session["csrf"] = secrets.token_hex(32)
+    if credential is not None:
+        session["credential"] = credential
 
 
 def csrf_token(session: Mapping[str, Any], action: str) -> str:

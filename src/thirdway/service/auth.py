@@ -244,3 +244,13 @@ class ConsoleAuth:
         if principal.role != "auditor" or principal.name != auditor:
             return None
         return principal.name
+
+    def credential_id(self, secret: str) -> str:
+        """The key's id (``RevocableAuditorAuth``): the console keeps it, not the key."""
+        return _split(secret)[0]
+
+    def still_valid(self, auditor: str, credential_id: str) -> bool:
+        """Whether key ``credential_id`` is still active and ``auditor``'s auditor key (read
+        on every console request, so a revocation ends console sessions at once)."""
+        row = self._keys._row(credential_id) if credential_id else None
+        return row is not None and row.role == "auditor" and row.name == auditor

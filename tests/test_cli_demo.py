@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,18 @@ def test_the_demo_with_the_local_model_reaches_a_verdict_on_its_proposal(tmp_pat
     assert re.search(r"gate: verdict (pass|escalate|deny) → (granted|denied|escalated)", model_part)
     assert re.search(r"the model's proposal: (granted|denied|escalated)", out), out[-2000:]
     assert "OUTCOME 5" in out
+
+
+def test_the_readme_command_runs_the_demo_as_installed() -> None:
+    """``thirdway demo`` exactly as the README and ``make demo`` run it: the installed console
+    script in a fresh process (no test runner in between), exit 0 and all five outcomes."""
+    script = Path(sys.executable).parent / "thirdway"
+    assert script.is_file(), f"the console script is not installed next to {sys.executable}"
+    done = subprocess.run(
+        [str(script), "demo"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = _flat(done.stdout)
+    for number in range(1, 6):
+        assert f"✔ OUTCOME {number}:" in out
+    assert "demo finished: all five outcomes as expected" in out and "✘" not in out

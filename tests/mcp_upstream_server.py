@@ -1,13 +1,15 @@
 """A small upstream MCP server (stdio) for the proxy test: a bank's ``read_file`` and
 ``send_money``. Every call that reaches it is appended to the file named by ``argv[1]``, so the
 test can tell which calls got through the gate. An optional ``argv[2]`` makes ``read_file`` fail
-after recording the call: ``error`` (an MCP tool error) or ``crash`` (the process exits)."""
+after recording the call: ``error`` (an MCP tool error), ``crash`` (the process exits) or
+``hang`` (it never answers)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from mcp.server.fastmcp import FastMCP
@@ -30,6 +32,8 @@ def read_file(file_path: str) -> str:
     _record("read_file", {"file_path": file_path})
     if MODE == "crash":
         os._exit(3)
+    if MODE == "hang":
+        time.sleep(3600)
     if MODE == "error":
         raise ValueError("the disk is on fire")
     if file_path != banking.BILL_FILE:

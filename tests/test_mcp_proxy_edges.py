@@ -1,7 +1,7 @@
 """``thirdway mcp-proxy`` at its edges, against a real upstream MCP server (a stdio subprocess):
 a chain argument that is missing, malformed or huge never reaches the upstream and is answered
-with a tool error naming what is wrong; an upstream that errors or dies is the call's recorded
-failure, and the proxy keeps answering."""
+with a tool error naming what is wrong; an upstream that errors, dies or hangs (past
+``--upstream-timeout``) is the call's recorded failure, and the proxy keeps answering."""
 
 from __future__ import annotations
 
@@ -36,10 +36,11 @@ def _chain(sid: str) -> dict[str, Any]:
 
 def _params(data: Path, calls: Path, mode: str) -> StdioServerParameters:
     upstream = f"{sys.executable} {UPSTREAM} {calls} {mode}"
+    wait = ["--upstream-timeout", "1"] if mode == "hang" else []
     return StdioServerParameters(
         command=sys.executable,
         args=["-c", "from thirdway.cli.main import main; main()", "mcp-proxy",
-              "--upstream", upstream, "--data-dir", str(data)],
+              "--upstream", upstream, "--data-dir", str(data), *wait],
     )  # fmt: skip
 
 
@@ -135,7 +136,11 @@ async def _failing(data: Path, calls: Path, mode: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("mode", "needle"),
-    [("error", "the disk is on fire"), ("crash", "the upstream MCP server did not answer")],
+    [
+        ("error", "the disk is on fire"),
+        ("crash", "the upstream MCP server did not answer"),
+        ("hang", "waited at most 1 s); whether the call took effect upstream is unknown"),
+    ],
 )
 def test_an_upstream_that_fails_is_the_calls_recorded_failure(
     tmp_path: Path, mode: str, needle: str
@@ -155,3 +160,17 @@ def test_an_upstream_that_fails_is_the_calls_recorded_failure(
         payload: Any = entry.payload
         assert payload["event"] == "failed", payload
         assert payload["error"].startswith("UpstreamError"), payload
+
+
+@pytest.mark.parametrize("value", ["0", "3601", "nan"])
+def test_an_upstream_timeout_out_of_range_is_refused_in_one_line(value: str) -> None:
+    from typer.testing import CliRunner
+
+    from thirdway.cli.main import app
+
+    result = CliRunner().invoke(
+        app, ["mcp-proxy", "--upstream", "true", "--upstream-timeout", value]
+    )
+    assert result.exit_code == 2
+    assert "--upstream-timeout must be from 1 to 3600 seconds" in result.output
+    assert "Traceback" not in result.output

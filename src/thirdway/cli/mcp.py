@@ -6,6 +6,7 @@ to standard error.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from pathlib import Path
@@ -35,6 +36,14 @@ def mcp_proxy(
         Path | None,
         typer.Option("--manifests", help="Tool manifests (YAML file or folder; default: shipped)."),
     ] = None,
+    upstream_timeout: Annotated[
+        float,
+        typer.Option(
+            "--upstream-timeout",
+            help="Seconds a gated call waits for the upstream's answer (1 to 3600); a call past "
+            "it is recorded as failed.",
+        ),
+    ] = 60.0,  # thirdway.mcp.proxy.UPSTREAM_TIMEOUT_S (not imported: the SDK loads slowly)
 ) -> None:
     """Serve the upstream's tools over MCP, each call verified, authorized and logged."""
     from thirdway.mcp.proxy import serve
@@ -46,5 +55,9 @@ def mcp_proxy(
         raise InputError(f"--upstream is not a valid command line: {exc}") from None
     if not command:
         raise InputError("--upstream needs a command")
+    if not (math.isfinite(upstream_timeout) and 1 <= upstream_timeout <= 3600):
+        raise InputError(
+            f"--upstream-timeout must be from 1 to 3600 seconds, not {upstream_timeout:g}"
+        )
     loaded = load_manifests(manifests)
-    anyio.run(serve, command, data_dir, loaded, dict(os.environ))
+    anyio.run(serve, command, data_dir, loaded, dict(os.environ), upstream_timeout)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,6 +46,8 @@ SESSION_ARG: Final = "thirdway_session"
 PROPOSAL_ARG: Final = "thirdway_proposal"
 CHAIN_FIELDS: Final = ("goal", "steps", "bindings", "effects")
 MAX_PROPOSAL_BYTES: Final = 256 * 1024
+UPSTREAM_TIMEOUT_S: Final = 60.0
+"""How long a gated call waits for the upstream's answer by default (``--upstream-timeout``)."""
 
 
 class UpstreamError(RuntimeError):
@@ -62,15 +66,23 @@ def _text(result: mcp_types.CallToolResult) -> str:
     return "\n".join(parts)
 
 
-def _caller(upstream: ClientSession, name: str) -> Any:
-    """A synchronous hosted tool that calls the upstream tool (from the gate's worker thread)."""
+def _caller(upstream: ClientSession, name: str, timeout_s: float) -> Any:
+    """A synchronous hosted tool that calls the upstream tool (from the gate's worker thread),
+    waiting at most ``timeout_s`` for its answer: an upstream that hangs must not hold a gate
+    thread (and the agent) for ever."""
+    wait = timedelta(seconds=timeout_s)
 
     def call(**args: Any) -> str:
         try:
-            result = from_thread.run(upstream.call_tool, name, args)
-        except Exception as exc:  # the upstream died or broke the protocol: name it as such
+            result = from_thread.run(
+                partial(upstream.call_tool, name, args, read_timeout_seconds=wait)
+            )
+        except Exception as exc:  # died, hung or broke the protocol: name it as such
             detail = f"{type(exc).__name__}: {exc}"
-            raise UpstreamError(f"the upstream MCP server did not answer ({detail})") from exc
+            raise UpstreamError(
+                f"the upstream MCP server did not answer ({detail}; waited at most "
+                f"{timeout_s:g} s); whether the call took effect upstream is unknown"
+            ) from exc
         text = _text(result)
         if result.isError:
             raise UpstreamError(text)
@@ -225,9 +237,14 @@ def build_server(gated: GatedTools) -> Server[Any, Any]:
 
 
 async def serve(
-    upstream: Sequence[str], data_dir: Path, manifests: ManifestSet, env: dict[str, str]
+    upstream: Sequence[str],
+    data_dir: Path,
+    manifests: ManifestSet,
+    env: dict[str, str],
+    timeout_s: float = UPSTREAM_TIMEOUT_S,
 ) -> None:
-    """Connect to the upstream server, open the gateway, and serve MCP on stdin/stdout."""
+    """Connect to the upstream server, open the gateway, and serve MCP on stdin/stdout; each
+    upstream call may take at most ``timeout_s``."""
     if not upstream:
         raise InputError("--upstream needs a command")
     params = StdioServerParameters(command=upstream[0], args=list(upstream[1:]), env=env)
@@ -244,7 +261,7 @@ async def serve(
             elif manifest is None:
                 print(f"thirdway: no manifest for {tool.name!r}; not mirrored", file=sys.stderr)
             else:
-                registry.register(_caller(session, tool.name), manifest)
+                registry.register(_caller(session, tool.name, timeout_s), manifest)
                 mirrored.append(tool)
         gateway = open_gateway(data_dir, tools=registry, dialogue=False)
         try:

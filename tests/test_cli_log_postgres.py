@@ -12,7 +12,6 @@ URL's password.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from postgres_support import _admin, _url_for
+from postgres_support import fresh_database
 from thirdway.cli.main import app
 from thirdway.ledger.checkpoint import open_checkpoint
 from thirdway.ledger.keys import load_or_create_log_key
@@ -60,14 +59,8 @@ def assert_one_line_error(result: Result, *needles: str) -> str:
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A database of this module's own on the local server, dropped afterwards."""
-    name = "thirdway_test_" + secrets.token_hex(6)
-    with _admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _url_for(name)
-    finally:
-        with _admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -54,11 +54,14 @@ Reason = Literal[
     "wrong_session",
     "spent",
     "voided",
+    "unlogged",
     "unavailable",
     "refused",
 ]
 """Why a token was refused. ``voided``: the gatekeeper restarted after a stop that was not clean
-since the token was minted (see :mod:`thirdway.gateway.restart`); ``unavailable``: the
+since the token was minted (see :mod:`thirdway.gateway.restart`); ``unlogged``: the
+gatekeeper's log does not hold the proposal the token was minted for (a log restored from a
+backup, or a token of another deployment signed with the same key); ``unavailable``: the
 spent-set could not be reached (fail closed);
 ``refused``: the authorizer said no for a reason none of the others explains (e.g. its run
 limits), which should never happen to a token this module minted."""
@@ -74,6 +77,7 @@ REASONS: Final[tuple[Reason, ...]] = (
     "wrong_session",
     "spent",
     "voided",
+    "unlogged",
     "unavailable",
     "refused",
 )

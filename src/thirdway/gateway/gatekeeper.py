@@ -50,6 +50,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
+import orjson
 from pydantic import ValidationError
 
 from thirdway.capability import (
@@ -59,6 +60,7 @@ from thirdway.capability import (
     LockedTool,
     SpentSet,
     SQLiteSpentSet,
+    args_sha256,
 )
 from thirdway.charter import default_charter_sha256
 from thirdway.charter.registry import packaged_entry, version_order
@@ -147,7 +149,16 @@ PROVENANCE_CODES: Final = frozenset(
 )
 """Findings meaning a value did not come from the principal or a source it designated."""
 LOGGED_REFUSALS: Final = frozenset(
-    {"wrong_tool", "wrong_args", "wrong_agent", "wrong_session", "expired", "spent", "voided"}
+    {
+        "wrong_tool",
+        "wrong_args",
+        "wrong_agent",
+        "wrong_session",
+        "expired",
+        "spent",
+        "voided",
+        "unlogged",
+    }
 )
 """Token refusals worth a log entry: the token is genuine, so someone holding a real capability
 tried to use it for another call, elsewhere, late or again. Garbage tokens are refused without
@@ -1249,13 +1260,25 @@ class Gatekeeper:
             self._time("token", time.perf_counter_ns() - started)
 
     def _admit(self, claims: CapabilityClaims) -> None:
-        """Refuse a genuine token minted before the last stop that was not clean."""
+        """Refuse a genuine token minted before the last stop that was not clean, or one whose
+        proposal this log does not hold (:func:`_proposes`)."""
         if claims.proposal_index < self.token_floor:
             raise CapabilityError(
                 "voided",
                 f"the token was minted before the gatekeeper restarted after a stop that was not "
                 f"clean (tokens for proposals before log index {self.token_floor} are void); "
                 "propose the action again",
+            )
+        try:
+            logged = self.log.entry(claims.proposal_index)
+        except LogError:
+            logged = None
+        if logged is None or not _proposes(logged, claims):
+            raise CapabilityError(
+                "unlogged",
+                f"this gateway's log holds no proposal of this call at index "
+                f"{claims.proposal_index}, where the token says it was approved (a log restored "
+                "from a backup, or a token of another deployment); propose the action again",
             )
 
     def _run(self, locked: LockedTool[Any], args: dict[str, Any]) -> tuple[Any, str, str | None]:
@@ -1327,6 +1350,29 @@ class Gatekeeper:
 
 _PLAIN_ID: Final = re.compile(r"[A-Za-z0-9._:@+=/-]+")
 """Ids written as they are in an entry's JSON (no escaping), so a byte search can pre-filter."""
+
+
+def _proposes(data: bytes, claims: CapabilityClaims) -> bool:
+    """Whether the log entry ``data`` is the proposal ``claims`` were minted for: its session,
+    agent, tool and arguments (hashed as the token hashes them).
+
+    A token is minted only after its proposal is durable in the log, so a genuine token whose
+    proposal is missing, or whose index holds something else, was minted against another log:
+    one this log was restored from a backup of (where the spent-set, in the same database, may
+    have forgotten the spend), or another deployment signing with the same key. Refusing it ties
+    every run to an entry anyone can check."""
+    try:
+        document = orjson.loads(data)
+        action = document["payload"]["proposal"]["action"]
+        return bool(
+            document["type"] == "proposal"
+            and document["session"] == claims.session
+            and document["agent"] == claims.agent
+            and action["tool"] == claims.tool
+            and args_sha256(action["args"]) == claims.args_sha256
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, InputError):
+        return False
 
 
 def _answer_entries(

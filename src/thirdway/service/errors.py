@@ -91,7 +91,7 @@ def classify(exc: ThirdwayError) -> tuple[int, str, str | None]:
     if isinstance(exc, ServiceError):
         return exc.status, exc.code, None
     if isinstance(exc, CapabilityError):
-        status = 409 if exc.reason in ("spent", "voided") else 403
+        status = 409 if exc.reason in ("spent", "voided", "unlogged") else 403
         return status, "capability_refused", exc.reason
     if isinstance(exc, TransitionRefused):
         return 409, "illegal_transition", None

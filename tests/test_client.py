@@ -164,10 +164,10 @@ def test_errors_carry_the_servers_message_and_library_types(live: Live) -> None:
     with Client(live.url, live.keys["agent"]) as client:
         sid = client.open_session("x")
     with Client(live.url, live.keys["other"]) as other:
-        with pytest.raises(Forbidden) as forbidden:
+        with pytest.raises(NotFound) as hidden:  # another agent's session: as if unknown
             other.propose(sid, banking.read_proposal(sid))
-        assert "cannot act for agent" in str(forbidden.value)
-        assert isinstance(forbidden.value, GateError)
+        assert f"no open session {sid!r}" in str(hidden.value)
+        assert isinstance(hidden.value, GateError)
         with pytest.raises(NotFound):
             other.dialogue("esc-none")
     with Client(live.url, live.keys["auditor"]) as auditor, pytest.raises(Forbidden):

@@ -163,7 +163,12 @@ def test_another_agent_cannot_act_in_the_session_or_as_someone_else(api: Any) ->
     sid = open_session(client, keys.agent)
     size = services.gate.log.size()
     theirs = act(client, keys.other, sid, banking.read_proposal(sid))
-    assert error_of(theirs, 403)["code"] == "forbidden"
+    unknown = act(client, keys.other, "s-nope", banking.read_proposal("s-nope"))
+    # the same answer as for a session that does not exist: nothing about it or its owner
+    assert error_of(theirs, 404) == {
+        **error_of(unknown, 404),
+        "message": f"no open session {sid!r}",
+    }
     named = act(client, keys.agent, sid, {**banking.read_proposal(sid), "agent": OTHER})
     assert "cannot propose as agent" in error_of(named, 403)["message"]
     assert services.gate.log.size() == size

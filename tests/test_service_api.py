@@ -282,7 +282,9 @@ def test_an_agent_cannot_act_for_another_agent(api: Any) -> None:
         ("delete", f"/v1/sessions/{sid}", None),
     ]:
         answer = client.request(method, path, json=body, headers=headers(keys.other))
-        assert error_of(answer, 403)["code"] == "forbidden", path
+        # as if the session did not exist: another agent learns neither it nor its owner
+        error = error_of(answer, 404)
+        assert error["code"] == "not_found" and AGENT not in error["message"], path
 
 
 def test_an_auditor_cannot_propose_or_open_sessions(api: Any) -> None:

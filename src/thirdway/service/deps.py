@@ -75,9 +75,14 @@ def session_owner(svc: Services, sid: str) -> str:
 
 
 def check_session_access(svc: Services, who: Principal, sid: str, *, act: bool) -> str:
-    """404 for an unknown session; acting needs its own agent, reading also auditors/admins."""
+    """404 for an unknown session, and the same 404 for an agent's call on another agent's
+    session: an agent learns nothing of other agents' sessions, not even that one exists or
+    whose it is (ids may be chosen, so guessable). Acting needs the session's own agent;
+    auditors and admins may read."""
     agent = session_owner(svc, sid)
-    if act or who.role == "agent":
+    if who.role == "agent" and agent != who.name:
+        raise NotFound(f"no open session {sid[:80]!r}")
+    if act:
         who.require_agent(agent)
     return agent
 

@@ -25,7 +25,7 @@ from thirdway.charter.load import check_packaged, packaged_charter, parse_charte
 from thirdway.charter.model import REQUIRED_CLAUSES_KEY, Charter
 from thirdway.charter.registry import CHARTER_1_0, CHARTER_1_1, PACKAGED, version_order
 from thirdway.cli.main import app
-from thirdway.errors import InputError
+from thirdway.errors import InputError, LogError
 from thirdway.gateway.trust_link import TrustLedger
 from thirdway.ledger.log import TransparencyLog
 from thirdway.protocol.canonical import canonical_json, canonical_sha256
@@ -364,13 +364,14 @@ def test_the_newest_charter_is_not_in_the_state_the_service_reports() -> None:
 
 
 def test_trust_verify_and_show_refuse_a_charter_downgrade(tmp_path: Path) -> None:
-    agent, position = _downgraded()
+    agent, _position = _downgraded()
     db = agent.write(tmp_path / "log.sqlite")
     code, output = _cli("verify", agent.agent, "--log", str(db))
     assert code == 1, output
     flat = " ".join(output.split())
-    assert f"event #{position} (override) rejected: the event cites {NAMED_1_0}" in flat
-    assert NAMED_1_1 in flat and FORWARD_ONLY in flat
+    # refused as the log is replayed, before the fold: the log itself moved backwards
+    assert f"the trust event cites {NAMED_1_0}, older than {NAMED_1_1}" in flat
+    assert FORWARD_ONLY in flat
     code, output = _cli("show", agent.agent, "--log", str(db))
     assert FORWARD_ONLY in " ".join(output.split())
 
@@ -406,3 +407,34 @@ def test_a_charter_given_with_charter_is_ordered_by_its_version(
         [rejection] = state.rejections
         assert rejection.position == position and refused in rejection.message
         assert f"charter {version} ({ours.charter_sha256[:16]}…)" in rejection.message
+
+
+def _after_another_agents_1_1(kind: str) -> list[LogEntry]:
+    """Another agent's entry citing 1.1 (its trust event or a verdict), then a whole 1.0
+    history of agent-7 (none of agent-7's own events ever cited 1.1)."""
+    if kind == "verdict":
+        first = LogEntry(
+            type="verdict", session="s-9", agent="agent-9",
+            payload={"verdict": {"charter_sha256": V11}},
+        )  # fmt: skip
+    else:
+        first = LogEntry(
+            type="trust", session=None, agent="agent-9",
+            payload={"charter_sha256": V11, "agent": "agent-9"},
+        )  # fmt: skip
+    history = [LogEntry.model_validate_json(data) for data in _history_under_1_0().entries]
+    return [first, *history]
+
+
+@pytest.mark.parametrize("kind", ["verdict", "trust"])
+def test_a_log_that_moves_back_to_1_0_for_another_agent_is_refused(kind: str) -> None:
+    """The fold sees one agent; the replay holds its events to the whole log, so citing 1.0 for
+    an agent that never had a 1.1 event, after the log cited 1.1, is refused too."""
+    entries = _after_another_agents_1_1(kind)
+    with pytest.raises(LogError, match=FORWARD_ONLY) as refused:
+        replay_from_log(entries, "agent-7")
+    assert NAMED_1_0 in str(refused.value) and NAMED_1_1 in str(refused.value)
+    assert "that log entry 0 cites" in str(refused.value)
+    # The control: the same entries with agent-7's 1.0 history first replay as before.
+    history, first = entries[1:], entries[0]
+    assert replay_from_log([*history, first], "agent-7") == replay_from_log(history, "agent-7")

@@ -9,9 +9,12 @@ the context's own, or any charter thirdway has shipped (so a log written under c
 judged by 1.0's clauses); one citing a charter that is neither is listed as a discrepancy naming
 the hash it cites. Charters only move forward: an event citing a charter older than the
 newest one an earlier event about the same agent cited (applied or rejected) is rejected, naming
-both (:func:`thirdway.trust.rules.require_forward`). The scope is the agent, not the whole log,
-because that is what every fold can enforce: the gateway's ledger, the dialogue service and
-``thirdway trust verify``/``show`` all fold each agent's events apart. A state with no
+both (:func:`thirdway.trust.rules.require_forward`). The fold's scope is the agent, because
+every fold sees one agent's events (the gateway's ledger, the dialogue service, ``thirdway
+trust verify``/``show``); a replay from a log (:func:`replay_from_log`) also holds each event to
+the whole log: no event may cite a shipped charter older than one an earlier entry cites,
+whichever agent that entry is about (a gatekeeper refuses to open under an older charter, so
+such a log was not written by one). A state with no
 rejection and no discrepancy is :attr:`TrustState.consistent`, which is what
 ``thirdway trust verify`` checks, together with the gateway's reported summary.
 
@@ -26,6 +29,7 @@ from pydantic import JsonValue, ValidationError
 
 from thirdway.charter.enforce import CharterViolation
 from thirdway.charter.model import Charter
+from thirdway.charter.registry import packaged_entry, version_order
 from thirdway.errors import InputError, LogError
 from thirdway.protocol.models import LogEntry, TrustEvent
 from thirdway.protocol.parse import describe
@@ -150,11 +154,16 @@ def replay_from_log(entries: Iterable[LogEntry], agent: str) -> list[TrustEvent]
 
     A trust entry whose payload is not a valid trust event, whose envelope names a different
     agent, or whose evidence cites an entry that is not earlier in the log makes the log
-    unusable for verification: :class:`LogError`, naming the index.
+    unusable for verification: :class:`LogError`, naming the index. So does an event that cites
+    a shipped charter older than one an earlier entry (any agent's trust event or verdict)
+    cites: charters only move forward in a log (see the module docstring).
     """
     events: list[TrustEvent] = []
+    newest: _Cited | None = None
     for index, entry in enumerate(entries):
+        cited = _cited_in(entry, index)
         if entry.type != "trust" or entry.agent != agent:
+            newest = _newer(newest, cited)
             continue
         try:
             event = TrustEvent.model_validate(entry.payload)
@@ -171,8 +180,50 @@ def replay_from_log(entries: Iterable[LogEntry], agent: str) -> list[TrustEvent]
                 f"log entry {index}: evidence cites entries at or after itself: "
                 + ", ".join(str(i) for i in later)
             )
+        if cited is not None and newest is not None and cited.order < newest.order:
+            raise LogError(
+                f"log entry {index}: the trust event cites charter {cited}, older than charter "
+                f"{newest} that log entry {newest.index} cites: charters only move forward in a "
+                "log"
+            )
+        newest = _newer(newest, cited)
         events.append(event)
     return events
+
+
+class _Cited:
+    """A shipped charter an entry cites, where it stands, and the entry's index."""
+
+    def __init__(self, sha256: str, version: str, order: tuple[int, ...], index: int) -> None:
+        self.sha256, self.version, self.order, self.index = sha256, version, order, index
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.sha256[:16]}…)"
+
+
+def _cited_in(entry: LogEntry, index: int) -> _Cited | None:
+    """The shipped charter a trust event or a verdict entry cites (None for any other entry,
+    and for a charter thirdway never shipped: the log holds only its hash, which orders
+    nothing; the fold names such a charter as a discrepancy)."""
+    payload = entry.payload if isinstance(entry.payload, dict) else {}
+    verdict = payload.get("verdict")
+    if entry.type == "trust":
+        sha = payload.get("charter_sha256")
+    elif entry.type == "verdict" and isinstance(verdict, dict):
+        sha = verdict.get("charter_sha256")
+    else:
+        return None
+    shipped = packaged_entry(sha) if isinstance(sha, str) else None
+    order = version_order(shipped.version) if shipped is not None else None
+    if shipped is None or order is None:
+        return None
+    return _Cited(shipped.sha256, shipped.version, order, index)
+
+
+def _newer(newest: _Cited | None, cited: _Cited | None) -> _Cited | None:
+    if cited is None or (newest is not None and cited.order <= newest.order):
+        return newest
+    return cited
 
 
 def _reject(

@@ -210,3 +210,36 @@ def test_postgres_workers_refuse_the_same_way(tmp_path: Path) -> None:
             Gatekeeper.open(tmp_path, db=url, tools=CountingBank().registry(), charter_sha256=V1_0)
         with Gatekeeper.open(tmp_path, db=url, tools=CountingBank().registry()) as gate:
             assert gate.log.size() == size
+
+
+def test_a_postgres_worker_left_on_an_older_charter_stops_acting(tmp_path: Path) -> None:
+    """A rolling upgrade: a worker under 1.0 is running when another worker of the same log
+    starts under 1.1 and writes a verdict citing it. The old worker's next step, once it has
+    caught up, is refused in one line and records nothing; a worker under the same charter as
+    the log's newest goes on (the control)."""
+    from postgres_support import fresh_database
+
+    def worker(**options: object) -> Gatekeeper:
+        return Gatekeeper.open(tmp_path, db=url, tools=CountingBank().registry(), **options)
+
+    with fresh_database() as url:
+        old, new = worker(charter_sha256=V1_0), worker()
+        try:
+            sid = old.open_session(AGENT, banking.INSTRUCTION)
+            assert isinstance(old.propose(sid, banking.read_proposal(sid)), Granted)  # 1.0
+            other = new.open_session("agent-8", banking.INSTRUCTION)
+            assert isinstance(new.propose(other, banking.read_proposal(other)), Granted)  # 1.1
+            size = new.log.size()
+            with pytest.raises(GateError) as refused:
+                old.propose(sid, banking.read_proposal(sid))
+            message = str(refused.value)
+            assert f"1.0 ({V1_0[:16]}…) is older than charter 1.1 ({V1_1[:16]}…)" in message
+            assert "another worker of this log wrote it, so this worker no longer acts" in message
+            assert "\n" not in message
+            with pytest.raises(GateError, match="no longer acts"):  # and stays so
+                old.record_tool_result(sid, {"tool": "read_file", "args": {}}, "x")
+            assert new.log.size() == size  # nothing was recorded
+            assert isinstance(new.propose(other, banking.read_proposal(other)), Granted)
+        finally:
+            for gate in (old, new):
+                gate.close()

@@ -292,9 +292,11 @@ class Gatekeeper:
         )
         self._table_lock = threading.Lock()
         state, size = self._rebuild()
-        running = _Cited(self.charter_sha256, self.charter_version)
-        if (refusal := _charter_rollback(running, state.charters)) is not None:
-            raise GateError(refusal)  # nothing written: :meth:`open` closes what it opened
+        if (refusal := self._outdated(state.charters)) is not None:
+            raise GateError(f"{refusal}; not opened")  # :meth:`open` closes what it opened
+        self._charters_seen = len(state.charters)
+        self._superseded: str | None = None
+        """Why this worker no longer acts: another worker of its log cites a newer charter."""
         self._sessions: dict[str, Session] = state.sessions
         self._escalations: dict[str, Escalation] = state.escalations
         self._agents = {session.agent for session in state.sessions.values()}
@@ -503,20 +505,42 @@ class Gatekeeper:
                 self._cursor = stop
             self._cursor = size
             projection.forget()  # ``size`` ends a batch: no later entry refers back into it
+            self._note_charters(projection.state.charters)
             with self._table_lock:
                 self._agents.update(projection.new_agents)
             projection.new_agents.clear()
             self._own = [mine for mine in self._own if mine.stop > size]
         return self._cursor
 
+    def _outdated(self, cited: Iterable[str]) -> str | None:
+        """Why this gatekeeper's charter may not act on a log citing ``cited``, or None."""
+        return _charter_rollback(_Cited(self.charter_sha256, self.charter_version), cited)
+
+    def _note_charters(self, cited: set[str]) -> None:
+        """After a catch-up: if other workers cite a charter this one cannot act under (a
+        rolling upgrade left this worker on the older charter), stop acting (:meth:`_follow`):
+        the trust events it would stamp are refused on replay, so it must not write them."""
+        if len(cited) == self._charters_seen:
+            return
+        self._charters_seen = len(cited)
+        if (refusal := self._outdated(cited)) is not None:
+            self._superseded = (
+                f"{refusal}: another worker of this log wrote it, so this worker no longer acts "
+                "(restart it under the newer charter); nothing was recorded"
+            )
+
     def _follow(self, session: Session) -> None:
         """Catch up, then apply what other workers added to ``session`` (the caller holds its
-        lock) and note where this worker's view of it stands (:meth:`_check`)."""
+        lock) and note where this worker's view of it stands (:meth:`_check`). A worker left on
+        an older charter than another worker of its log refuses the step
+        (:meth:`_note_charters`)."""
         if not self._writer.sequenced:
             return
         arrived = next(self._tickets)
         with self._follow_lock:
             since = self._catch_up_locked(arrived)
+            if self._superseded is not None:
+                raise GateError(self._superseded)
             queued, session.pending = session.pending, []
         session.settle(queued)
         session.since = since
@@ -1505,7 +1529,7 @@ def _charter_rollback(running: _Cited, cited: Iterable[str]) -> str | None:
     return None
 
 
-_FORWARD: Final = "charters only move forward (publish a new version instead); not opened"
+_FORWARD: Final = "charters only move forward (publish a new version instead)"
 
 
 def _shipped_version(sha256: str) -> str | None:

@@ -113,7 +113,9 @@ class SQLiteSpentSet:
 
     Each thread uses its own connection, so concurrent spends really are concurrent and the
     primary key alone settles every race. ``durable=True`` (the default) syncs each spend to disk
-    (``synchronous=FULL``), so a token spent just before a power cut stays spent after it."""
+    (``synchronous=FULL``), so a token spent just before a power cut stays spent after it.
+    ``wal_autocheckpoint`` sets SQLite's pragma of that name on each connection (for a database
+    whose checkpoints another component runs, see :mod:`thirdway.ledger.wal`)."""
 
     def __init__(
         self,
@@ -122,11 +124,13 @@ class SQLiteSpentSet:
         durable: bool = True,
         busy_timeout_s: float = 5.0,
         prune_every: int = PRUNE_EVERY,
+        wal_autocheckpoint: int | None = None,
     ) -> None:
         self.path = Path(path)
         self._durable = durable
         self._busy_timeout_s = busy_timeout_s
         self._prune_every = prune_every
+        self._wal_autocheckpoint = wal_autocheckpoint
         self._since_prune = 0
         self._counter_lock = threading.Lock()
         self._local = threading.local()
@@ -213,6 +217,8 @@ class SQLiteSpentSet:
             connection.execute("PRAGMA journal_mode=WAL")
             synchronous = "FULL" if self._durable else "NORMAL"
             connection.execute(f"PRAGMA synchronous={synchronous}")
+            if self._wal_autocheckpoint is not None:
+                connection.execute(f"PRAGMA wal_autocheckpoint={int(self._wal_autocheckpoint)}")
             for statement in _SCHEMA:
                 connection.execute(statement)
         except sqlite3.Error as exc:

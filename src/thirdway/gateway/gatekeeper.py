@@ -117,6 +117,7 @@ from thirdway.gateway.verifiers import (
 )
 from thirdway.gateway.writer import Check, Item, LogWriter
 from thirdway.ledger.log import TransparencyLog
+from thirdway.ledger.wal import FALLBACK_PAGES
 from thirdway.policy.authorize import (
     AuthorizationDecision,
     AuthorizationRequest,
@@ -360,14 +361,15 @@ class Gatekeeper:
         path = folder / LOG_NAME
         tenancy = restart.Tenancy(folder, path)
         try:
-            log = TransparencyLog.open(path, origin=origin)
+            log = TransparencyLog.open(path, origin=origin, background_checkpoints=True)
         except BaseException:
             tenancy.release()
             raise
         spent: SQLiteSpentSet | None = None
         try:
             # In the log's database, not synced on its own: the log's next commit syncs it.
-            spent = SQLiteSpentSet(path, durable=False)
+            # The log's background checkpointer checkpoints for it too (thirdway.ledger.wal).
+            spent = SQLiteSpentSet(path, durable=False, wal_autocheckpoint=FALLBACK_PAGES)
             # Built (the log read, a charter rollback refused) before this start is recorded,
             # so a refused start leaves the last stop's record as it was: the next start voids
             # no token it would not have voided anyway. No token exists before the floor is set.

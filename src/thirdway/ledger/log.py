@@ -139,14 +139,24 @@ class TransparencyLog:
     # --- opening ------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True, origin: str | None = None) -> TransparencyLog:
+    def open(
+        cls,
+        path: Path,
+        *,
+        create: bool = True,
+        origin: str | None = None,
+        background_checkpoints: bool = False,
+    ) -> TransparencyLog:
         """Open the log at ``path``, creating it (and its key ``<path>.key``) if allowed.
 
         ``origin`` names the log in its checkpoints; a new log gets ``thirdway.local/log/<random>``
         by default. Opening an existing log with a different ``origin`` is an error.
+        ``background_checkpoints``: for a log that serves requests (:mod:`thirdway.ledger.wal`).
         """
         path = Path(path)
-        store = SQLiteLogStore.open(path, create=create)
+        store = SQLiteLogStore.open(
+            path, create=create, background_checkpoints=background_checkpoints
+        )
         return cls.from_store(
             store, key_path=key_path_for(path), create=create, origin=origin, name=str(path)
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 from thirdway.errors import LogError
 from thirdway.ledger.merkle import NodeId, stored_index
 from thirdway.ledger.store import NewEntry, StaleSizeError, StoredCheckpoint
+from thirdway.ledger.wal import FALLBACK_PAGES, BackgroundCheckpointer
 
 __all__ = ["APPEND_ONLY_MESSAGE", "SQLiteLogStore"]
 
@@ -78,10 +79,15 @@ class SQLiteLogStore:
         self._path = path
         self._conn: sqlite3.Connection | None = connection
         self._lock = threading.RLock()
+        self._checkpointer: BackgroundCheckpointer | None = None
 
     @classmethod
-    def open(cls, path: Path, *, create: bool) -> SQLiteLogStore:
+    def open(
+        cls, path: Path, *, create: bool, background_checkpoints: bool = False
+    ) -> SQLiteLogStore:
         """Open the log database at ``path``; with ``create``, make it (and its schema) if needed.
+        ``background_checkpoints`` moves WAL checkpoints off the append path, for a log that
+        serves requests (:mod:`thirdway.ledger.wal`).
 
         Raises :class:`LogError` if there is no log there (and ``create`` is false), the file is not
         a SQLite database, or it is a database that is not a thirdway log.
@@ -109,6 +115,12 @@ class SQLiteLogStore:
         store = cls(path, connection)
         try:
             store._configure(create=create)
+            if background_checkpoints:
+                connection.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
+                store._checkpointer = BackgroundCheckpointer(path)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise LogError(f"cannot open log {path}: {exc}") from None
         except BaseException:
             connection.close()
             raise
@@ -222,6 +234,8 @@ class SQLiteLogStore:
             except BaseException:
                 self._rollback()
                 raise
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     def read_nodes(self, nodes: Sequence[NodeId]) -> list[bytes]:
         leaves = [index for level, index in nodes if level == 0]
@@ -322,6 +336,9 @@ class SQLiteLogStore:
         return [StoredCheckpoint(int(seq), int(size), str(note)) for seq, size, note in rows]
 
     def close(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
         with self._lock:
             if self._conn is not None:
                 with contextlib.suppress(sqlite3.Error):

@@ -1,0 +1,100 @@
+"""WAL checkpoints off the append path (thirdway.ledger.wal): they happen, in their own thread,
+the appends never wait for one below the fallback size, and nothing is lost or changed."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from thirdway.gateway.gatekeeper import Gatekeeper
+from thirdway.ledger.log import TransparencyLog
+from thirdway.ledger.wal import COMMITS_PER_CHECKPOINT, FALLBACK_PAGES, BackgroundCheckpointer
+
+
+def _wait_for(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def _pragma(connection: sqlite3.Connection, name: str) -> int:
+    return int(connection.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+def _db_pages(path: Path) -> int:
+    """Pages in the database file itself (not the WAL): what checkpoints have copied there."""
+    return path.stat().st_size // 4096
+
+
+def test_commits_are_checkpointed_by_the_thread_not_by_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    with TransparencyLog.open(path, background_checkpoints=True) as log:
+        store = log._store
+        assert _pragma(store._conn, "wal_autocheckpoint") == FALLBACK_PAGES
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        before = _db_pages(path)
+        for n in range(3 * COMMITS_PER_CHECKPOINT):
+            log.append_batch([f"entry {n} ".encode() * 40, b"second"])
+        # Far below the writer's own threshold, so only the thread can have moved the pages.
+        assert _wait_for(lambda: checkpointer.checkpoints >= 2)
+        assert _wait_for(lambda: _db_pages(path) > before)
+        assert log.size() == 6 * COMMITS_PER_CHECKPOINT
+        assert log.verify().ok
+    assert not checkpointer._thread.is_alive()
+
+
+def test_without_background_checkpoints_the_writer_keeps_sqlites_default(tmp_path: Path) -> None:
+    with TransparencyLog.open(tmp_path / "log.db") as log:
+        assert log._store._checkpointer is None
+        assert _pragma(log._store._conn, "wal_autocheckpoint") == 1000
+
+
+def test_appends_racing_checkpoints_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    with TransparencyLog.open(path, background_checkpoints=True) as log:
+        log._store._checkpointer.every = 1  # a checkpoint after every commit
+
+        def writer(n: int) -> None:
+            for i in range(60):
+                log.append(f"thread {n} entry {i}".encode())
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert log.size() == 240
+    with TransparencyLog.open(path, create=False) as reopened:
+        assert reopened.size() == 240
+        assert reopened.verify().ok
+        entries = {reopened.entry(i) for i in range(240)}
+    assert entries == {f"thread {n} entry {i}".encode() for n in range(4) for i in range(60)}
+
+
+def test_a_checkpointer_that_cannot_open_its_database_logs_and_stops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="thirdway.ledger.wal"):
+        checkpointer = BackgroundCheckpointer(tmp_path / "missing" / "log.db")
+        checkpointer._thread.join(timeout=10)
+    assert not checkpointer._thread.is_alive()
+    assert "no background WAL checkpoints" in caplog.text
+    checkpointer.committed()  # harmless once stopped
+    checkpointer.close()
+
+
+def test_the_gatekeeper_checkpoints_in_the_background(tmp_path: Path) -> None:
+    with Gatekeeper.open(tmp_path / "gate") as gate:
+        checkpointer = gate.log._store._checkpointer
+        assert checkpointer is not None
+        spent_connection = gate.spent_set._connection()
+        assert _pragma(spent_connection, "wal_autocheckpoint") == FALLBACK_PAGES

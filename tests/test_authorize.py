@@ -320,3 +320,35 @@ def test_requests_from_a_manifest_and_odd_identifiers():
     )
     assert (built.risk, built.reversible, built.external) == ("financial", False, False)
     assert authorize(built).outcome == "allow"
+
+
+def test_remembered_answers_are_cedars_answers():
+    """The authorizer remembers Cedar's answer per request: a second pass over the grid is
+    answered from memory, identically to Cedar asked afresh, and no two requests share one."""
+    authorizer = Authorizer.with_operator_policies(
+        '@id("no-big-transfers")\n'
+        'forbid (principal, action == Action::"act", resource) '
+        "when { context has amount && context.amount > 50 };"
+    )
+    requests = [
+        request(tool=f"tool-{risk}", tier=tier, risk=risk, verdict=verdict, dialogue=dialogue,
+                amount=amount)
+        for tier, risk, verdict, dialogue, amount in itertools.product(
+            range(5), ["read", "financial", "critical"], ["pass", "escalate"],
+            ["none", "approved"], [None, 50.0, 50.5, 51],
+        )
+    ]  # fmt: skip
+    first = [authorizer.authorize(r) for r in requests]
+    hits = authorizer._answers.cache_info().hits
+    second = [authorizer.authorize(r) for r in requests]
+    assert authorizer._answers.cache_info().hits == hits + len(requests)
+    assert second == first
+    fresh = [authorizer._answer(r) for r in requests]  # Cedar itself, nothing remembered
+    assert [(d.outcome, tuple(d.reasons), tuple(d.errors)) for d in second] == fresh
+    amounts = {
+        r.amount: d.outcome
+        for r, d in zip(requests, second, strict=True)
+        if (r.tier, r.risk, r.verdict, r.dialogue) == (3, "financial", "pass", "none")
+    }
+    over = "needs_dialogue"
+    assert amounts == {None: over, 50.0: "allow", 50.5: over, 51: over}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
@@ -39,6 +39,8 @@ _ACT: Final = {"type": "Action", "id": "act"}
 _OPEN_DIALOGUE: Final = {"type": "Action", "id": "open_dialogue"}
 MAX_AMOUNT: Final = 2**53
 MAX_APPROVALS: Final = 1000
+DECISIONS_REMEMBERED: Final = 4096
+"""Cedar answers an :class:`Authorizer` keeps, most recently used first."""
 
 
 class AuthorizationRequest(Model):
@@ -108,6 +110,7 @@ class Authorizer:
     def __init__(self, policies_text: str | None = None) -> None:
         text = default_policy_text() if policies_text is None else policies_text
         self.policies = CedarPolicySet(text)
+        self._answers = lru_cache(maxsize=DECISIONS_REMEMBERED)(self._answer)
 
     @classmethod
     def with_operator_policies(cls, extra: str) -> Authorizer:
@@ -134,15 +137,25 @@ class Authorizer:
         """Decide ``allow``, ``needs_dialogue`` or ``deny`` for ``request``."""
         if not isinstance(request, AuthorizationRequest):
             raise InputError("authorize() needs an AuthorizationRequest")
+        outcome, reasons, errors = self._answers(request)
+        return self._decision(request, outcome, reasons, errors)
+
+    def _answer(
+        self, request: AuthorizationRequest
+    ) -> tuple[Outcome, tuple[str, ...], tuple[str, ...]]:
+        """Cedar's answer to ``request``. Remembered per request (:data:`DECISIONS_REMEMBERED`):
+        the answer depends on nothing but the request's fields and this authorizer's policies,
+        both immutable, and an agent repeats the same request (its tier, the tool, the verdict)
+        far more often than not."""
         base = _cedar_request(request)
         entities = _cedar_entities(request)
         (act,) = self.policies.evaluate([{**base, "action": _ACT}], entities)
         if act.allowed and not act.errors:
             # Allowed directly: whether a dialogue could be opened does not matter, so that
             # request (half of Cedar's work) is only evaluated when the action is not allowed.
-            return self._decision(request, "allow", act.policy_ids, [])
+            return "allow", act.policy_ids, ()
         (dialogue,) = self.policies.evaluate([{**base, "action": _OPEN_DIALOGUE}], entities)
-        errors = [*act.errors, *dialogue.errors]
+        errors = (*act.errors, *dialogue.errors)
         if errors:
             outcome: Outcome = "deny"
             reasons: tuple[str, ...] = (EVALUATION_ERROR,)
@@ -150,7 +163,7 @@ class Authorizer:
             outcome, reasons = "needs_dialogue", act.policy_ids or (NO_MATCHING_PERMIT,)
         else:
             outcome, reasons = "deny", dialogue.policy_ids or (NO_MATCHING_PERMIT,)
-        return self._decision(request, outcome, reasons, errors)
+        return outcome, reasons, errors
 
     def _decision(
         self,

@@ -93,7 +93,9 @@ class CedarPolicySet:
     def _result(self, result: cedarpy.AuthzResult) -> CedarResult:
         diagnostics = result.diagnostics
         errors = tuple(str(error) for error in diagnostics.errors)
-        ids = tuple(self.ids.get(policy, policy) for policy in diagnostics.reasons)
+        # Sorted: Cedar reports them in no fixed order, and a decision must log the same way
+        # each time it is made (so that re-deciding from the log gives equal entries).
+        ids = tuple(sorted(self.ids.get(policy, policy) for policy in diagnostics.reasons))
         return CedarResult(allowed=result.allowed and not errors, policy_ids=ids, errors=errors)
 
 

@@ -242,6 +242,8 @@ def _agent_actions(
     sid = ""
     for number in range(count):
         if number % ACTIONS_PER_SESSION == 0:
+            if sid:
+                gate.close_session(sid)
             sid = gate.open_session(name, banking.INSTRUCTION)
         expected = 2 + 4 * (number % ACTIONS_PER_SESSION)  # principal, then 4 per action
         proposal = banking.payment_proposal(sid, expected)

@@ -52,6 +52,23 @@ def test_commits_are_checkpointed_by_the_thread_not_by_the_writer(tmp_path: Path
     assert not checkpointer._thread.is_alive()
 
 
+def test_the_wal_restarts_from_its_beginning_instead_of_growing(tmp_path: Path) -> None:
+    """Each checkpoint ends with what was committed meanwhile, under the writer's lock, so the
+    next commit starts the WAL over: it stays a few checkpoints long, however long the log runs
+    (without that, commits during a checkpoint kept it from ever restarting, and the WAL grew to
+    the writer's fallback of 4000 pages)."""
+    path = tmp_path / "log.db"
+    wal = Path(f"{path}-wal")
+    commits = 40 * COMMITS_PER_CHECKPOINT
+    with TransparencyLog.open(path, background_checkpoints=True) as log:
+        for n in range(commits):
+            log.append_batch([f"entry {n} ".encode() * 100, b"x" * 3000])  # about 3 pages
+        assert _wait_for(lambda: log._store._checkpointer.checkpoints >= 10)
+        pages = wal.stat().st_size // 4096
+    assert pages < commits  # 3 pages per commit without restarts
+    assert pages < FALLBACK_PAGES / 4
+
+
 def test_without_background_checkpoints_the_writer_keeps_sqlites_default(tmp_path: Path) -> None:
     with TransparencyLog.open(tmp_path / "log.db") as log:
         assert log._store._checkpointer is None

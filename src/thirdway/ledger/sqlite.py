@@ -117,7 +117,7 @@ class SQLiteLogStore:
             store._configure(create=create)
             if background_checkpoints:
                 connection.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
-                store._checkpointer = BackgroundCheckpointer(path)
+                store._checkpointer = BackgroundCheckpointer(path, writer_lock=store._lock)
         except sqlite3.Error as exc:
             connection.close()
             raise LogError(f"cannot open log {path}: {exc}") from None

@@ -9,8 +9,11 @@ A :class:`BackgroundCheckpointer` runs those checkpoints in a thread of its own,
 of its own, every :data:`COMMITS_PER_CHECKPOINT` commits (and after a second of quiet).
 ``PRAGMA wal_checkpoint(PASSIVE)`` takes no lock a writer waits for, and Python's ``sqlite3``
 releases the GIL while SQLite works, so the copy runs beside the appends, on another core where
-there is one. Durability does not change: a commit is durable once its WAL frames are synced,
-as before; the checkpoint only moves them.
+there is one. It then copies what was committed meanwhile (a few frames) once more while holding
+the writer's lock: only a WAL whose every frame was copied starts over from its beginning at the
+next commit, and without that step commits during each checkpoint kept the WAL growing to the
+fallback size, every fsync extending the file. Durability does not change: a commit is durable
+once its WAL frames are synced, as before; the checkpoint only moves them.
 
 The writers' connections keep an automatic checkpoint, raised to :data:`FALLBACK_PAGES`: should
 the thread die or fall behind, the WAL still cannot grow without bound.
@@ -42,9 +45,16 @@ class BackgroundCheckpointer:
     one last checkpoint. Errors are logged and retried at the next round: a checkpoint is
     housekeeping, and a missed one leaves the data where it already was, in the synced WAL."""
 
-    def __init__(self, path: Path, *, every: int = COMMITS_PER_CHECKPOINT) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        every: int = COMMITS_PER_CHECKPOINT,
+        writer_lock: threading.RLock | threading.Lock | None = None,
+    ) -> None:
         self.path = path
         self.every = every
+        self.writer_lock = writer_lock
         self.checkpoints = 0
         self._pending = 0
         self._lock = threading.Lock()
@@ -98,6 +108,9 @@ class BackgroundCheckpointer:
     def _checkpoint(self, connection: sqlite3.Connection) -> None:
         try:
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            if self.writer_lock is not None:
+                with self.writer_lock:  # what was committed meanwhile: a few frames
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
             _log.warning("WAL checkpoint of %s failed (retried later): %s", self.path, exc)
             return

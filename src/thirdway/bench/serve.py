@@ -391,10 +391,17 @@ class HttpConnection:
                 await self._writer.wait_closed()
 
     async def post(self, path: str, body: bytes) -> tuple[int, Any]:
+        """POST one JSON body and read the answer: (status, parsed JSON body)."""
+        return await self.send(b"POST", path, body)
+
+    async def delete(self, path: str) -> tuple[int, Any]:
+        return await self.send(b"DELETE", path, b"")
+
+    async def send(self, method: bytes, path: str, body: bytes) -> tuple[int, Any]:
         """Send one request and read its answer: (status, parsed JSON body)."""
         assert self._reader is not None and self._writer is not None
         self._writer.write(
-            b"POST " + path.encode() + b" HTTP/1.1\r\n" + self._head
+            method + b" " + path.encode() + b" HTTP/1.1\r\n" + self._head
             + str(len(body)).encode() + b"\r\n\r\n" + body
         )  # fmt: skip
         head = await self._reader.readuntil(b"\r\n\r\n")
@@ -436,7 +443,7 @@ async def _agent(
             base = f"/v1/sessions/{sid}"
             for _ in range(ACTIONS_PER_SESSION):
                 if not budget.take():
-                    return failed
+                    break
                 started = time.perf_counter()
                 if flow == "one-call":
                     status, acted = await http.post(base + "/actions", proposal_body)
@@ -457,6 +464,8 @@ async def _agent(
                 latencies.append((time.perf_counter() - started) * 1000)
                 if done.get("ok") is not True:
                     failed += 1
+            status, body = await http.delete(base)  # the task is done (not timed)
+            _expect(status, body, 200, "close session")
     return failed
 
 
@@ -571,8 +580,10 @@ def _notes(results: list[ServeBenchResult]) -> list[str]:
         f"(best {rate:.0f}" + (f", {best.flow}" if best else "") + ")",
         "one action = propose (verify, authorize, mint) + execute (token spent, tool run), "
         f"{ENTRIES_PER_ACTION} durable log entries; flow 2-call: POST /proposals then POST "
-        "/executions with the token; 1-call: one POST /actions doing both; a session opened "
-        f"every {ACTIONS_PER_SESSION} actions; one keep-alive connection per agent",
+        "/executions with the token; 1-call: one POST /actions doing both; each task is a "
+        f"session of {ACTIONS_PER_SESSION} actions, opened and closed (DELETE) around them "
+        "(counted in the server's CPU and the rate, not in the latencies); one keep-alive "
+        "connection per agent",
         "after each run: SIGTERM, then the log reopened and verified ('log ok'; "
         + ", ".join(f"{r.log_entries} entries" for r in results)
         + ")",

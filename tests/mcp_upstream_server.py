@@ -33,12 +33,22 @@ def read_file(file_path: str) -> str:
     if MODE == "crash":
         os._exit(3)
     if MODE == "hang":
-        time.sleep(3600)
+        _hang()
     if MODE == "error":
         raise ValueError("the disk is on fire")
     if file_path != banking.BILL_FILE:
         raise ValueError(f"no such file: {file_path}")
     return banking.bill_text(banking.INJECTION)
+
+
+def _hang() -> None:
+    """Never answer, but leave once the proxy that started this server is gone: a proxy killed
+    by its own client does not stop its upstream, which would otherwise sleep on for an hour
+    after the test (seen as stray processes after a test run)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(0)
 
 
 @server.tool()

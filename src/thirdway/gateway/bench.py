@@ -12,7 +12,10 @@ disk with the execution record's fsync, see :mod:`thirdway.gateway.restart`):
    result and execution record written in one batch).
 
 Each agent is a thread working through sessions of :data:`ACTIONS_PER_SESSION` actions (opening
-a session, once per task, is not timed). The gatekeeper reports the time of every stage to a
+a session, once per task, and closing it after, are not timed). Closing matters: a session's
+record stays in memory while it is open, and a benchmark that left every session open grew the
+process's live set by every action's observations, which the garbage collector then walked
+(3 ms every ~120 actions, 80 ms every ~1200). The gatekeeper reports the time of every stage to a
 per-thread :class:`StageClock`, so the breakdown adds up to the measured latency: log appends
 (building entries, hashing, the durable commit), the verifier, the Cedar decision, minting,
 token verification + spend (a commit in the log's database), the tool itself, and the rest (input

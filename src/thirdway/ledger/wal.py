@@ -9,11 +9,13 @@ A :class:`BackgroundCheckpointer` runs those checkpoints in a thread of its own,
 of its own, every :data:`COMMITS_PER_CHECKPOINT` commits (and after a second of quiet).
 ``PRAGMA wal_checkpoint(PASSIVE)`` takes no lock a writer waits for, and Python's ``sqlite3``
 releases the GIL while SQLite works, so the copy runs beside the appends, on another core where
-there is one. It then copies what was committed meanwhile (a few frames) once more while holding
-the writer's lock: only a WAL whose every frame was copied starts over from its beginning at the
-next commit, and without that step commits during each checkpoint kept the WAL growing to the
-fallback size, every fsync extending the file. Durability does not change: a commit is durable
-once its WAL frames are synced, as before; the checkpoint only moves them.
+there is one. It then copies what was committed meanwhile until it has caught up (at most
+:data:`CATCH_UP_TRIES` times), and once more while holding the writer's lock: only a write that
+starts on a WAL whose every frame was copied starts it over from its beginning, and without the
+locked step commits during each checkpoint kept the WAL growing to the fallback size, every
+fsync extending the file. Having caught up, the locked step usually finds nothing to copy, and
+then it syncs nothing either, so appends rarely wait for it. Durability does not change: a
+commit is durable once its WAL frames are synced, as before; the checkpoint only moves them.
 
 The writers' connections keep an automatic checkpoint, raised to :data:`FALLBACK_PAGES`: should
 the thread die or fall behind, the WAL still cannot grow without bound.
@@ -32,6 +34,9 @@ COMMITS_PER_CHECKPOINT: Final = 24
 usually finishes before the next commit, so the WAL restarts from its beginning (its file is
 overwritten, not extended, which makes every later fsync cheaper)."""
 IDLE_CHECKPOINT_S: Final = 1.0
+CATCH_UP_TRIES: Final = 4
+"""Checkpoints in a row, each copying what was committed during the one before, before the
+thread takes the writer's lock for the rest (see the module docstring)."""
 FALLBACK_PAGES: Final = 4000
 """``wal_autocheckpoint`` for the writers' connections while a checkpointer runs."""
 
@@ -107,9 +112,12 @@ class BackgroundCheckpointer:
 
     def _checkpoint(self, connection: sqlite3.Connection) -> None:
         try:
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            for _ in range(CATCH_UP_TRIES):
+                _, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if copied == frames:
+                    break
             if self.writer_lock is not None:
-                with self.writer_lock:  # what was committed meanwhile: a few frames
+                with self.writer_lock:  # usually nothing left to copy, then nothing to sync
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
             _log.warning("WAL checkpoint of %s failed (retried later): %s", self.path, exc)

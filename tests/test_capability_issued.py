@@ -107,3 +107,37 @@ def test_expired_tokens_are_forgotten_and_the_memory_is_bounded() -> None:
     verifier = CapabilityVerifier(issuer.public_key, issued=issued)
     for token in live:  # remembered or not, each verifies
         assert verifier.verify(token, tool="send_money", args=ARGS, now=time.time())
+
+
+def test_a_spent_token_is_forgotten_and_still_refused_as_spent() -> None:
+    from thirdway.capability import MemorySpentSet
+    from thirdway.capability.locked import LockedTool
+
+    issuer = CapabilityIssuer()
+    calls: list[float] = []
+
+    def send_money(recipient: str, amount: float) -> str:
+        calls.append(amount)
+        return "sent"
+
+    now = time.time()  # the memory forgets by the wall clock: live tokens
+    tool = LockedTool(
+        send_money, verifier=issuer.verifier(), spent_set=MemorySpentSet(), clock=lambda: now
+    )
+    token = issuer.mint(_claims(now=now))
+    other = issuer.mint(_claims(now=now))
+    assert len(issuer.issued) == 2
+    assert tool.invoke(token, ARGS) == "sent"
+    assert issuer.issued.find(token) is None  # spent: forgotten
+    assert issuer.issued.find(other) is not None  # not spent: still remembered
+    again = _answer_invoke(tool, token)
+    assert again[0] == "spent"
+    assert calls == [98.7]
+
+
+def _answer_invoke(tool: Any, token: str) -> tuple[str, str]:
+    try:
+        tool.invoke(token, ARGS)
+    except CapabilityError as exc:
+        return exc.reason, str(exc)
+    raise AssertionError("a spent token ran again")

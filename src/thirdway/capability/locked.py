@@ -105,6 +105,7 @@ class LockedTool(Generic[R]):
         if admit is not None:
             admit(claims)
         self.spent_set.spend(claims.nonce, claims.expires_at, now)
+        self.verifier.spent(token)
         return claims, bound_args
 
     def __repr__(self) -> str:

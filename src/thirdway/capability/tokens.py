@@ -91,8 +91,10 @@ MAX_TOKEN_CHARS: Final = 8 * 1024
 AUTHORIZER_MAX_TIME: Final = datetime.timedelta(milliseconds=100)
 """Biscuit's default run limit is 1 ms, which a loaded machine can exceed for a valid token."""
 MAX_EXPIRES_AT: Final = 2**53
-MAX_REMEMBERED_TOKENS: Final = 100_000
-"""Most tokens an issuer remembers at once (:class:`IssuedTokens`); more are verified in full."""
+MAX_REMEMBERED_TOKENS: Final = 10_000
+"""Most tokens an issuer remembers at once (:class:`IssuedTokens`, about 5.6 KB each: the Biscuit
+object is most of it); more are verified in full. A token is forgotten once it is spent, so
+only tokens minted and not yet used count."""
 
 KeyT = TypeVar("KeyT", PublicKey, PrivateKey)
 
@@ -265,9 +267,11 @@ class IssuedTokens:
     verified in full. This takes about two thirds off the gatekeeper's token check; resources
     in other processes verify in full as before.
 
-    Bounded: tokens that expired by the wall clock are forgotten as new ones arrive, and past
-    :data:`MAX_REMEMBERED_TOKENS` live ones a new token is simply not remembered. Neither
-    changes an answer: a forgotten token is verified in full, and a remembered one that
+    Bounded: a token is forgotten once it is spent (:meth:`forget`, called by
+    :class:`~thirdway.capability.locked.LockedTool`; the spent-set refuses it from then on),
+    tokens that expired by the wall clock are forgotten as new ones arrive, and past
+    :data:`MAX_REMEMBERED_TOKENS` unspent ones a new token is simply not remembered. None of
+    this changes an answer: a forgotten token is verified in full, and a remembered one that
     expired is refused by the same checks either way."""
 
     def __init__(self, limit: int = MAX_REMEMBERED_TOKENS) -> None:
@@ -289,6 +293,14 @@ class IssuedTokens:
         digest = hashlib.sha256(token.encode("ascii")).digest()
         with self._lock:
             return self._minted.get(digest)
+
+    def forget(self, token: str) -> None:
+        """Drop ``token`` (it was spent: nothing will accept it again)."""
+        if not token.isascii():
+            return
+        digest = hashlib.sha256(token.encode("ascii")).digest()
+        with self._lock:
+            self._minted.pop(digest, None)
 
     def __len__(self) -> int:
         return len(self._minted)
@@ -428,6 +440,11 @@ class CapabilityVerifier:
         if explanation is not None:  # Datalog and the explanation disagree: fail closed
             raise explanation
         return claims
+
+    def spent(self, token: str) -> None:
+        """``token`` was spent: its issuer need not remember it any longer."""
+        if self.issued is not None and isinstance(token, str):
+            self.issued.forget(token)
 
     def _minted(self, token: object) -> tuple[Biscuit, CapabilityClaims] | None:
         """The Biscuit and claims of a token this verifier's issuer minted as exactly this

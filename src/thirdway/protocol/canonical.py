@@ -102,6 +102,9 @@ def orjson_ready(document: object, *, owned: bool) -> bool:
     qualify, and so do other floats from 1e-4 to 1e16, which both write as Python's ``repr``
     does (the standard-library path relies on the same). Anything else does not.
     """
+    # The common cases are tested inline, strings first: this walk runs for every log entry,
+    # hash and argument check (some twenty times per gated action), and a call per leaf was
+    # most of its time.
     stack = [document]
     while stack:
         item = stack.pop()
@@ -109,31 +112,31 @@ def orjson_ready(document: object, *, owned: bool) -> bool:
             for key, child in item.items():
                 if type(key) is not str or (not key.isascii() and max(key) >= _ASTRAL):
                     return False
-                if type(child) is float:
-                    if not _float_ready(item, key, child, owned):
-                        return False
-                elif type(child) is dict or type(child) is list:
+                kind = type(child)
+                if kind is str or kind is bool or child is None:
+                    continue
+                if kind is dict or kind is list:
                     stack.append(child)
-                elif not _scalar_ready(child):
+                elif kind is int:
+                    if not -_MAX_SAFE_INTEGER <= child <= _MAX_SAFE_INTEGER:
+                        return False
+                elif kind is not float or not _float_ready(item, key, child, owned):
                     return False
         elif type(item) is list:
             for position, child in enumerate(item):
-                if type(child) is float:
-                    if not _float_ready(item, position, child, owned):
-                        return False
-                elif type(child) is dict or type(child) is list:
+                kind = type(child)
+                if kind is str or kind is bool or child is None:
+                    continue
+                if kind is dict or kind is list:
                     stack.append(child)
-                elif not _scalar_ready(child):
+                elif kind is int:
+                    if not -_MAX_SAFE_INTEGER <= child <= _MAX_SAFE_INTEGER:
+                        return False
+                elif kind is not float or not _float_ready(item, position, child, owned):
                     return False
         else:
             return False
     return True
-
-
-def _scalar_ready(value: object) -> bool:
-    if type(value) is int:
-        return -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER
-    return type(value) is str or type(value) is bool or value is None
 
 
 def _float_ready(container: Any, key: Any, value: float, owned: bool) -> bool:

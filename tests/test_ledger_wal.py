@@ -115,3 +115,16 @@ def test_the_gatekeeper_checkpoints_in_the_background(tmp_path: Path) -> None:
         assert checkpointer is not None
         spent_connection = gate.spent_set._connection()
         assert _pragma(spent_connection, "wal_autocheckpoint") == FALLBACK_PAGES
+
+
+def test_an_idle_log_is_left_alone(tmp_path: Path) -> None:
+    with TransparencyLog.open(tmp_path / "log.db"):
+        pass  # the database exists now
+    checkpointer = BackgroundCheckpointer(tmp_path / "log.db", every=1)
+    try:
+        time.sleep(1.5)  # past one idle round, nothing committed
+        assert checkpointer.checkpoints == 0
+        checkpointer.committed()
+        assert _wait_for(lambda: checkpointer.checkpoints == 1)
+    finally:
+        checkpointer.close()

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Final
 
 COMMITS_PER_CHECKPOINT: Final = 24
-"""About 150 pages of WAL at a gateway's 4–8 pages per commit: small enough that a checkpoint
-usually finishes before the next commit, so the WAL restarts from its beginning (its file is
-overwritten, not extended, which makes every later fsync cheaper)."""
+"""About 150 pages of WAL at a gateway's 4–8 pages per commit: each checkpoint copies little, so
+it is quick, and the WAL, restarted after each one, stays short (its file is overwritten, not
+extended, which makes every later fsync cheaper)."""
 IDLE_CHECKPOINT_S: Final = 1.0
 CATCH_UP_TRIES: Final = 4
 """Checkpoints in a row, each copying what was committed during the one before, before the
@@ -62,6 +62,7 @@ class BackgroundCheckpointer:
         self.writer_lock = writer_lock
         self.checkpoints = 0
         self._pending = 0
+        self._dirty = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
@@ -74,9 +75,8 @@ class BackgroundCheckpointer:
         """One more commit is in the WAL; wake the thread every :attr:`every` of them."""
         with self._lock:
             self._pending += 1
+            self._dirty = True
             due = self._pending >= self.every
-            if due:
-                self._pending = 0
         if due:
             self._wake.set()
 
@@ -94,10 +94,17 @@ class BackgroundCheckpointer:
             while not self._stopping:
                 self._wake.wait(IDLE_CHECKPOINT_S)
                 self._wake.clear()
-                self._checkpoint(connection)
+                if self._take_dirty():
+                    self._checkpoint(connection)
             self._checkpoint(connection)
         finally:
             connection.close()
+
+    def _take_dirty(self) -> bool:
+        """Whether anything was committed since the last round (an idle log is left alone)."""
+        with self._lock:
+            dirty, self._dirty, self._pending = self._dirty, False, 0
+        return dirty
 
     def _connect(self) -> sqlite3.Connection | None:
         try:

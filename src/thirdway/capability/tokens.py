@@ -306,9 +306,10 @@ class IssuedTokens:
         return len(self._minted)
 
     def _forget_expired(self, now: int) -> None:
-        """Drop the oldest entries while they have expired (the dict keeps minting order; with
-        one TTL that is also expiry order, and a token minted with a longer TTL only holds
-        later ones back a little longer)."""
+        """Drop the oldest entries while they have expired. The dict keeps minting order, which
+        with one TTL is also expiry order; an unspent token minted with a longer TTL holds the
+        ones after it until it expires (spent ones still leave at once), which at worst fills
+        the memory and sends new tokens down the full path, never changing an answer."""
         while self._minted:
             oldest = next(iter(self._minted))
             if self._minted[oldest][1].expires_at > now:

@@ -237,3 +237,28 @@ def test_each_candidate_is_selected_at_its_agents_tier_rate(tmp_path: Path) -> N
         assert report.ok, report.problems
         assert (report.candidates, report.selected, report.audited) == (6, 3, 3)
         assert not spot & set(after)
+
+
+def test_the_feed_forgets_a_proposal_once_it_is_decided(tmp_path: Path) -> None:
+    """A gateway's feed must not grow with every proposal it ever saw: a proposal's hash is
+    kept only until its own decision, whatever the outcome; a second decision is a problem."""
+    from thirdway.dialogue.spot import SpotFeed
+
+    ctx = context_with_rates({2: 50})
+    gate, _, _, _ = open_service(tmp_path, ctx=ctx)
+    with gate:
+        granted = grant_reads(gate, 3)
+        sid = gate.open_session(AGENT, banking.INSTRUCTION)
+        refused = gate.propose(sid, banking.payment_proposal(sid, 5))  # cites nothing recorded
+        assert refused.outcome == "denied"
+        logged = entries(gate)
+    feed = SpotFeed(ctx)
+    candidates = [feed.feed(i, e) for i, e in enumerate(logged)]
+    assert [c.proposal_index for c in candidates if c is not None] == granted
+    assert feed._proposals == {}  # the granted and the denied proposal alike
+    assert feed.problems == []
+    decision = next(i for i, e in enumerate(logged) if e.type == "decision")
+    assert feed.feed(len(logged), logged[decision]) is None  # the same decision again
+    assert feed.problems == [
+        f"log entry {len(logged)}: a decision for no earlier proposal (or its second one)"
+    ]

@@ -275,15 +275,22 @@ class SpotFeed:
             self.problems.append(f"log entry {index}: {one_line(exc, 'epoch entry')}")
 
     def _decision(self, index: int, payload: Mapping[str, Any]) -> Candidate | None:
+        """A proposal's own decision (not an escalation's) is the last entry that needs the
+        proposal's hash: it is dropped here, so the feed does not grow with every proposal a
+        long-running gateway ever saw. A second such decision for one proposal is a problem."""
         decision = payload.get("decision")
         if "handle" in payload or not isinstance(decision, Mapping):
             return None
+        proposal_index = payload.get("proposal_index")
+        found = (
+            self._proposals.pop(proposal_index, None) if isinstance(proposal_index, int) else None
+        )
         if decision.get("outcome") != "allow":
             return None
-        proposal_index = payload.get("proposal_index")
-        found = self._proposals.get(proposal_index) if isinstance(proposal_index, int) else None
         if found is None:
-            self.problems.append(f"log entry {index}: a decision for no earlier proposal")
+            self.problems.append(
+                f"log entry {index}: a decision for no earlier proposal (or its second one)"
+            )
             return None
         agent, session, sha = found
         epoch = self.active

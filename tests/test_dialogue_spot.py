@@ -262,3 +262,17 @@ def test_the_feed_forgets_a_proposal_once_it_is_decided(tmp_path: Path) -> None:
     assert feed.problems == [
         f"log entry {len(logged)}: a decision for no earlier proposal (or its second one)"
     ]
+
+
+def test_granted_actions_outside_an_epoch_are_not_queued(tmp_path: Path) -> None:
+    """Only a spot-audit epoch selects; outside one the store queues nothing, so a gateway
+    whose dialogues nobody reads does not keep every granted action in memory."""
+    gate, service, _, _ = open_service(tmp_path, ctx=context_with_rates({2: 50}))
+    with gate:
+        grant_reads(gate, 3)
+        service.store.refresh()
+        assert service.store.candidates == []
+        service.start_epoch()
+        during = grant_reads(gate, 2)
+        service.store.refresh()
+        assert [c.proposal_index for c in service.store.candidates] == during

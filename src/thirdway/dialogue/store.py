@@ -142,7 +142,10 @@ class DialogueStore:
 
     def _fold(self, index: int, entry: LogEntry) -> None:
         candidate = self.feed.feed(index, entry)
-        if candidate is not None:
+        if candidate is not None and candidate.epoch is not None:
+            # Outside a spot-audit epoch nothing is selected (the service skips such
+            # candidates), so they are not queued: with no auditor asking, the queue is only
+            # emptied when something syncs, and it grew by every granted action.
             self.candidates.append(candidate)
         payload = entry.payload
         if entry.type == "observation":
@@ -289,7 +292,8 @@ class DialogueStore:
         return [Observation.model_validate(self.raw(i)) for i in indices]
 
     def take_candidates(self) -> list[Candidate]:
-        """Granted actions folded since the last call (each is returned once)."""
+        """Granted actions folded since the last call, during a spot-audit epoch (each is
+        returned once)."""
         with self._lock:
             taken, self.candidates = self.candidates, []
             return taken

@@ -280,7 +280,7 @@ class IssuedTokens:
         self._lock = threading.Lock()
 
     def remember(self, token: str, biscuit: Biscuit, claims: CapabilityClaims) -> None:
-        digest = hashlib.sha256(token.encode("ascii")).digest()
+        digest = _token_digest(token)
         with self._lock:
             self._forget_expired(math.floor(time.time()))
             if len(self._minted) < self._limit:
@@ -288,19 +288,17 @@ class IssuedTokens:
 
     def find(self, token: str) -> tuple[Biscuit, CapabilityClaims] | None:
         """The Biscuit and claims this issuer minted as exactly the text ``token``, if any."""
-        if not token.isascii():
+        if not token.isascii():  # base64: nothing this issuer minted
             return None
-        digest = hashlib.sha256(token.encode("ascii")).digest()
         with self._lock:
-            return self._minted.get(digest)
+            return self._minted.get(_token_digest(token))
 
     def forget(self, token: str) -> None:
         """Drop ``token`` (it was spent: nothing will accept it again)."""
         if not token.isascii():
             return
-        digest = hashlib.sha256(token.encode("ascii")).digest()
         with self._lock:
-            self._minted.pop(digest, None)
+            self._minted.pop(_token_digest(token), None)
 
     def __len__(self) -> int:
         return len(self._minted)
@@ -315,6 +313,10 @@ class IssuedTokens:
             if self._minted[oldest][1].expires_at > now:
                 return
             del self._minted[oldest]
+
+
+def _token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
 
 
 class CapabilityIssuer:

@@ -1,5 +1,6 @@
-"""Spends live in the log's database and reach the disk with the log's next commit; a gatekeeper
-reopened after a stop that was not clean voids every token minted before it."""
+"""Spends and session steps live in the log's database and reach the disk with the log's next
+synced commit; a gatekeeper reopened after a stop that was not clean voids every token minted
+before it and closes every session that was open."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 
 import pytest
 
+import gatekeeper_support
 from gatekeeper_support import entries, open_gate, payment_call, read_bill
 from thirdway.errors import CapabilityError, GateError, LogError
-from thirdway.gateway import Granted, banking, restart
+from thirdway.gateway import FixedTier, Granted, banking, restart
+from thirdway.gateway.entries import entry, restart_entry
 from thirdway.gateway.restart import mark_clean, open_floor
 
 
@@ -90,42 +93,180 @@ def test_after_a_clean_stop_tokens_stay_good_and_spent_ones_stay_spent(tmp_path:
         gate.close()
 
 
-def test_a_crash_voids_the_tokens_minted_before_it(tmp_path: Path) -> None:
+def _refused_as_interrupted(gate: Any, sid: str, token: str) -> None:
+    """Every step on ``sid`` is refused, naming the restart, and nothing is logged."""
+    before = gate.log.size()
+    steps = [
+        lambda: gate.execute(sid, token, payment_call()),
+        lambda: gate.propose(sid, banking.payment_proposal(sid, 2)),
+        lambda: gate.record_observation(sid, channel="principal", content="more"),
+        lambda: gate.close_session(sid),
+    ]
+    for step in steps:
+        with pytest.raises(GateError, match="restarted after a stop that was not clean"):
+            step()
+    assert gate.log.size() == before
+
+
+def test_a_crash_closes_the_open_sessions_and_voids_the_tokens_before_it(tmp_path: Path) -> None:
     crashed = _crash_with_a_token(tmp_path)
     gate, bank, _ = open_gate(tmp_path)
     try:
         assert gate.token_floor == crashed["size"]
         note = entries(gate)[crashed["size"]]
         assert note.type == "note"
-        assert note.payload == {"event": "restart", "clean": False, "token_floor": crashed["size"]}
-
-        before = gate.log.size()
-        with pytest.raises(CapabilityError, match="propose the action again") as refused:
-            gate.execute(crashed["sid"], crashed["token"], payment_call())
-        assert refused.value.reason == "voided"
+        assert note.payload == {
+            "event": "restart",
+            "clean": False,
+            "token_floor": crashed["size"],
+            "closes_sessions": True,
+        }
+        _refused_as_interrupted(gate, crashed["sid"], crashed["token"])
         assert bank.calls["send_money"] == 0
-        (refusal,) = entries(gate, before)
-        assert refusal.type == "execution" and refusal.payload["reason"] == "voided"
 
-        # The session goes on: a new proposal gets a token that works.
-        granted = gate.propose(crashed["sid"], banking.payment_proposal(crashed["sid"], 2))
-        assert isinstance(granted, Granted) and granted.proposal_index >= crashed["size"]
-        assert gate.execute(crashed["sid"], granted.token, payment_call()).ok
+        # The agent opens a new session; there a new proposal gets a token that works, and the
+        # old token is refused (it belongs to the closed session).
+        sid = gate.open_session("agent-7", banking.INSTRUCTION)
+        granted = _grant(gate, sid)
+        assert granted.proposal_index >= crashed["size"]
+        with pytest.raises(CapabilityError) as refused:
+            gate.execute(sid, crashed["token"], payment_call())
+        assert refused.value.reason == "wrong_session"
+        assert gate.execute(sid, granted.token, payment_call()).ok
         assert bank.calls["send_money"] == 1
         assert gate.log.verify().ok
     finally:
         gate.close()
 
-    # A clean stop later keeps the floor: the token from before the crash stays void.
+    # A clean stop later keeps the floor, and the rebuild closes the same sessions again.
     gate, bank, _ = open_gate(tmp_path)
     try:
         assert gate.token_floor == crashed["size"]
-        with pytest.raises(CapabilityError) as refused:
-            gate.execute(crashed["sid"], crashed["token"], payment_call())
-        assert refused.value.reason == "voided"
+        _refused_as_interrupted(gate, crashed["sid"], crashed["token"])
+        assert len(gate.observations(sid)) > 1  # the session opened after the restart goes on
         assert bank.calls["send_money"] == 0
     finally:
         gate.close()
+
+
+def test_a_token_below_the_floor_is_voided(tmp_path: Path) -> None:
+    """The floor on its own (a gatekeeper built with one, its session still open)."""
+    from thirdway.capability import SQLiteSpentSet
+    from thirdway.gateway import Gatekeeper
+    from thirdway.gateway.keys import load_or_create_issuer
+    from thirdway.ledger.log import TransparencyLog
+
+    gate, _bank, clock = open_gate(tmp_path)
+    sid = gate.open_session("agent-7", banking.INSTRUCTION)
+    granted = _grant(gate, sid)
+    gate.close()
+    bank = gatekeeper_support.CountingBank()
+    log = TransparencyLog.open(tmp_path / "log.db")
+    spent = SQLiteSpentSet(tmp_path / "log.db")
+    built = Gatekeeper(
+        log,
+        issuer=load_or_create_issuer(tmp_path / "capability.key"),
+        spent_set=spent,
+        tools=bank.registry(),
+        clock=clock,
+        token_floor=log.size(),
+    )
+    try:
+        with pytest.raises(CapabilityError, match="propose the action again") as refused:
+            built.execute(sid, granted.token, payment_call())
+        assert refused.value.reason == "voided"
+        assert entries(built)[-1].payload["reason"] == "voided"
+        assert bank.calls["send_money"] == 0
+    finally:
+        spent.close()
+        log.close()
+
+
+def test_only_a_gatekeeper_that_notices_crashes_leaves_observations_unsynced(
+    tmp_path: Path,
+) -> None:
+    """Opening, observing and closing are committed without their own fsync by a gatekeeper
+    opened on its folder (whose restart note would close the sessions a power cut cut short);
+    proposals, executions and everything of a gatekeeper built directly are synced."""
+
+    def record(gate: Any) -> list[tuple[str, bool]]:
+        store = gate.log._store
+        calls: list[tuple[str, bool]] = []
+        inner = store.append
+
+        def append(first: int, new: Any, nodes: Any, *, sync: bool = True) -> None:
+            kinds = ",".join(json.loads(e.data)["type"] for e in new)
+            calls.append((kinds, sync))
+            inner(first, new, nodes, sync=sync)
+
+        store.append = append
+        sid = gate.open_session("agent-7", banking.INSTRUCTION)
+        gate.record_observation(sid, channel="principal", content="also pay the rent")
+        call = {"tool": "read_file", "args": {"file_path": "notes.txt"}}
+        gate.record_tool_result(sid, call, "nothing to pay today")
+        granted = _grant(gate, sid)  # reads the bill (propose, execute), then proposes
+        gate.execute(sid, granted.token, payment_call())
+        gate.close_session(sid)
+        return calls
+
+    gate, _bank, _ = open_gate(tmp_path / "opened")
+    try:
+        opened = record(gate)
+    finally:
+        gate.close()
+    proposed = ("proposal,verdict,decision,capability", True)
+    executed = ("observation,observation,execution", True)
+    assert opened == [
+        ("observation", False),  # the principal's instruction
+        ("observation", False),  # record_observation
+        ("observation,observation", False),  # record_tool_result: the call and its result
+        *[proposed, executed] * 2,  # reading the bill, then paying it
+        ("note", False),  # session closed
+    ]
+
+    from thirdway.capability import SQLiteSpentSet
+    from thirdway.gateway import Gatekeeper
+    from thirdway.gateway.keys import load_or_create_issuer
+    from thirdway.ledger.log import TransparencyLog
+
+    folder = tmp_path / "built"
+    folder.mkdir()
+    bank = gatekeeper_support.CountingBank()
+    log = TransparencyLog.open(folder / "log.db")
+    spent = SQLiteSpentSet(folder / "spent.db")
+    built = Gatekeeper(
+        log,
+        issuer=load_or_create_issuer(folder / "capability.key"),
+        spent_set=spent,
+        tools=bank.registry(),
+        tiers=FixedTier(3),
+    )
+    try:
+        assert [sync for _, sync in record(built)] == [True] * 8
+    finally:
+        spent.close()
+        log.close()
+
+
+def test_only_restart_notes_that_say_so_close_sessions_on_replay() -> None:
+    """Notes written before this rule (no ``closes_sessions``) close nothing when replayed."""
+    from thirdway.gateway.entries import observation_entry
+    from thirdway.gateway.inputs import observation
+    from thirdway.gateway.sessions import rebuild
+
+    def opened(sid: str) -> Any:
+        first = observation(session=sid, index=0, channel="principal", content="pay the bill")
+        return observation_entry(first, "agent-7")
+
+    old_note = entry("note", None, None, {"event": "restart", "clean": False, "token_floor": 1})
+    state = rebuild(enumerate([opened("s-1"), old_note]))
+    assert list(state.sessions) == ["s-1"] and not state.closed
+    new_note = restart_entry(1)
+    state = rebuild(enumerate([opened("s-1"), opened("s-2"), new_note, opened("s-3")]))
+    assert list(state.sessions) == ["s-3"]
+    assert state.closed == state.interrupted == {"s-1", "s-2"}
+    with pytest.raises(LogError, match="observation in a closed session"):
+        rebuild(enumerate([opened("s-1"), new_note, opened("s-1")]))
 
 
 def test_a_folder_without_a_stop_record_is_treated_as_a_crash(tmp_path: Path) -> None:
@@ -139,9 +280,7 @@ def test_a_folder_without_a_stop_record_is_treated_as_a_crash(tmp_path: Path) ->
     gate, bank, _ = open_gate(tmp_path, clock=clock)
     try:
         assert gate.token_floor == granted.capability_index + 1
-        with pytest.raises(CapabilityError) as refused:
-            gate.execute(sid, granted.token, payment_call())
-        assert refused.value.reason == "voided"
+        _refused_as_interrupted(gate, sid, granted.token)
         assert bank.calls["send_money"] == 0
     finally:
         gate.close()
@@ -196,9 +335,7 @@ def test_a_failed_clean_stop_record_still_closes_everything(
     monkeypatch.undo()
     reopened, bank, _ = open_gate(tmp_path, clock=clock)  # the lock was released
     try:
-        with pytest.raises(CapabilityError) as refused:
-            reopened.execute(sid, granted.token, payment_call())
-        assert refused.value.reason == "voided"  # not recorded as clean: treated as a crash
+        _refused_as_interrupted(reopened, sid, granted.token)  # not recorded as clean: a crash
         assert bank.calls["send_money"] == 0
     finally:
         reopened.close()

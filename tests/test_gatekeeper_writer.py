@@ -26,6 +26,7 @@ class CountingLog:
     def __init__(self, log: TransparencyLog) -> None:
         self.inner = log
         self.batches = 0
+        self.synced: list[bool] = []
         self.fail: Exception | None = None
 
     def size(self) -> int:
@@ -34,11 +35,12 @@ class CountingLog:
     def append(self, data: bytes) -> int:
         return self.inner.append(data)
 
-    def append_batch(self, items: Any) -> range:
+    def append_batch(self, items: Any, *, sync: bool = True) -> range:
         if self.fail is not None:
             raise self.fail
         self.batches += 1
-        return self.inner.append_batch(items)
+        self.synced.append(sync)
+        return self.inner.append_batch(items, sync=sync)
 
 
 @pytest.fixture
@@ -162,3 +164,35 @@ def test_log_time_excludes_the_callers_build(log: CountingLog) -> None:
     writer.append_at(build)
     ((stage, ns),) = times
     assert stage == "log" and 0 < ns < 50_000_000
+
+
+def test_a_group_is_synced_when_any_of_its_requests_asks(log: CountingLog) -> None:
+    writer = LogWriter(log, lambda stage, ns: None)  # type: ignore[arg-type]
+    writer.append([_note("alone, unsynced", 0)], sync=False)
+    writer.append([_note("alone, synced", 1)])
+    assert log.synced == [False, True]
+
+    # Two callers queue behind a third that holds the commit: they commit as one group.
+    entered, release = threading.Event(), threading.Event()
+
+    def blocking(first: int) -> list[LogEntry]:
+        entered.set()
+        release.wait(10)
+        return [_note("holder", first)]
+
+    holder = threading.Thread(target=writer.append_at, args=(blocking,), kwargs={"sync": False})
+    holder.start()
+    assert entered.wait(10)
+    queued = [
+        threading.Thread(target=writer.append, args=([_note(name, 0)],), kwargs={"sync": sync})
+        for name, sync in (("unsynced", False), ("synced", True))
+    ]
+    for thread in queued:
+        thread.start()
+    while len(writer._queue) < 2:  # both waiting for the holder's commit
+        threading.Event().wait(0.001)
+    release.set()
+    for thread in [holder, *queued]:
+        thread.join(10)
+    assert log.synced[2:] == [False, True]  # the holder alone, then the group of two, synced
+    assert log.size() == 5

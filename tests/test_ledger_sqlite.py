@@ -23,6 +23,7 @@ from thirdway.ledger import merkle
 from thirdway.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from thirdway.ledger.log import DEFAULT_ORIGIN_PREFIX, TransparencyLog, key_path_for
 from thirdway.ledger.note import NoteSigner
+from thirdway.ledger.store import NewEntry, StaleSizeError
 
 
 def reference_root(entries: list[bytes]) -> bytes:
@@ -571,3 +572,39 @@ def test_entries_between_reads_a_range_in_one_query_like_entry_by_entry(db: Path
         assert log.entries_between(290, 400) == one_by_one[290:]  # past the end: what exists
         assert log.entries_between(50, 50) == [] and log.entries_between(60, 40) == []
         assert log._store.read_range(0, 300) == one_by_one  # the store's one-query path
+
+
+UNSYNCED_CHILD = """
+import os, signal, sys
+from thirdway.ledger.log import TransparencyLog
+log = TransparencyLog.open(sys.argv[1])
+for n in range(40):
+    log.append_batch([b"unsynced-%d" % n], sync=False)
+print(log.size(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_unsynced_appends_commit_and_the_connection_syncs_again(db: Path, tmp_path: Path) -> None:
+    """``sync=False`` commits at ``synchronous=NORMAL`` for that batch only: the entries are
+    committed (a killed process keeps them, they are in the WAL file) and every later commit,
+    checkpoints included, is synced again, also after a refused batch."""
+    with TransparencyLog.open(db) as log:
+        connection = log._store._conn  # type: ignore[attr-defined]
+        log.append_batch([b"a", b"b"], sync=False)
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+        stale = log._store._size() - 1  # type: ignore[attr-defined]
+        with pytest.raises(StaleSizeError):
+            log._store.append(stale, [NewEntry(b"c", b"\0" * 32)], [], sync=False)  # type: ignore[attr-defined]
+        assert connection.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert [log.entry(i) for i in range(log.size())] == [b"a", b"b"]
+    script = tmp_path / "unsynced.py"
+    script.write_text(UNSYNCED_CHILD)
+    child = subprocess.run(
+        [sys.executable, str(script), str(db)], capture_output=True, text=True, timeout=120
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    with TransparencyLog.open(db, create=False) as log:
+        assert log.size() == int(child.stdout) == 42
+        assert log.entry(41) == b"unsynced-39"
+        assert log.verify().ok

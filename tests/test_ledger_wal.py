@@ -13,7 +13,10 @@ import pytest
 
 from thirdway.gateway.gatekeeper import Gatekeeper
 from thirdway.ledger.log import TransparencyLog
-from thirdway.ledger.wal import COMMITS_PER_CHECKPOINT, FALLBACK_PAGES, BackgroundCheckpointer
+from thirdway.ledger.wal import FALLBACK_PAGES, BackgroundCheckpointer
+
+EVERY = 24
+"""Commits per checkpoint in these tests (the default is larger, and slower to reach)."""
 
 
 def _wait_for(condition, timeout_s: float = 10.0) -> bool:
@@ -41,13 +44,14 @@ def test_commits_are_checkpointed_by_the_thread_not_by_the_writer(tmp_path: Path
         assert _pragma(store._conn, "wal_autocheckpoint") == FALLBACK_PAGES
         checkpointer = store._checkpointer
         assert checkpointer is not None
+        checkpointer.every = EVERY
         before = _db_pages(path)
-        for n in range(3 * COMMITS_PER_CHECKPOINT):
+        for n in range(3 * EVERY):
             log.append_batch([f"entry {n} ".encode() * 40, b"second"])
         # Far below the writer's own threshold, so only the thread can have moved the pages.
         assert _wait_for(lambda: checkpointer.checkpoints >= 2)
         assert _wait_for(lambda: _db_pages(path) > before)
-        assert log.size() == 6 * COMMITS_PER_CHECKPOINT
+        assert log.size() == 6 * EVERY
         assert log.verify().ok
     assert not checkpointer._thread.is_alive()
 
@@ -59,8 +63,9 @@ def test_the_wal_restarts_from_its_beginning_instead_of_growing(tmp_path: Path) 
     the writer's fallback of 4000 pages)."""
     path = tmp_path / "log.db"
     wal = Path(f"{path}-wal")
-    commits = 40 * COMMITS_PER_CHECKPOINT
+    commits = 40 * EVERY
     with TransparencyLog.open(path, background_checkpoints=True) as log:
+        log._store._checkpointer.every = EVERY
         for n in range(commits):
             log.append_batch([f"entry {n} ".encode() * 100, b"x" * 3000])  # about 3 pages
         assert _wait_for(lambda: log._store._checkpointer.checkpoints >= 10)
@@ -128,3 +133,29 @@ def test_an_idle_log_is_left_alone(tmp_path: Path) -> None:
         assert _wait_for(lambda: checkpointer.checkpoints == 1)
     finally:
         checkpointer.close()
+
+
+def test_a_checkpoint_comes_after_enough_bytes_before_enough_commits(tmp_path: Path) -> None:
+    """Under load one group commit carries many requests: the bytes bound the WAL too."""
+    with TransparencyLog.open(tmp_path / "log.db") as log:
+        log.append(b"x")
+    checkpointer = BackgroundCheckpointer(tmp_path / "log.db", every=10**6, every_bytes=10_000)
+    try:
+        checkpointer.committed(6_000)
+        time.sleep(0.2)
+        assert checkpointer.checkpoints == 0  # neither enough commits nor bytes, nor idle yet
+        checkpointer.committed(6_000)
+        assert _wait_for(lambda: checkpointer.checkpoints == 1, timeout_s=0.9)  # before idle
+    finally:
+        checkpointer.close()
+
+
+def test_the_store_reports_the_bytes_of_each_commit(tmp_path: Path) -> None:
+    with TransparencyLog.open(tmp_path / "log.db", background_checkpoints=True) as log:
+        checkpointer = log._store._checkpointer
+        reported: list[int] = []
+        real = checkpointer.committed
+        checkpointer.committed = lambda nbytes=0: (reported.append(nbytes), real(nbytes))
+        log.append_batch([b"y" * 10_000])
+        log.append_batch([b"a" * 300, b"b" * 700, b"c"])
+        assert reported == [10_000, 1_001]

@@ -20,7 +20,7 @@ Every entry names its session and agent in the envelope; the payloads, by ``type
   "call_index", "result_index", …}`` or ``{"event": "refused", "tool", "reason", "message"}``.
 * ``note`` — ``{"event": "session_closed"}``; ``{"event": "void", "entries": [first, last]}``
   (see :mod:`thirdway.gateway.writer`); ``{"event": "restart", "clean": false, "token_floor":
-  n}`` (see :mod:`thirdway.gateway.restart`); what a
+  n, "closes_sessions": true}`` (see :mod:`thirdway.gateway.restart`); what a
   :class:`~thirdway.gateway.hooks.RecordOnlySanctioner` records.
 
 Indices called ``*_index`` are log indices; ``call_index`` / ``result_index`` are observation
@@ -215,7 +215,13 @@ def session_closed_entry(session: str, agent: str) -> LogEntry:
 
 def restart_entry(token_floor: int) -> LogEntry:
     """The gatekeeper reopened after a stop that was not clean: tokens minted for proposals
-    before ``token_floor`` are void (see :mod:`thirdway.gateway.restart`)."""
-    return entry(
-        "note", None, None, {"event": "restart", "clean": False, "token_floor": token_floor}
-    )
+    before ``token_floor`` are void, and every session open at the stop is closed (see
+    :mod:`thirdway.gateway.restart`). Notes written before sessions were closed this way lack
+    ``closes_sessions``, and replaying them closes nothing."""
+    payload = {
+        "event": "restart",
+        "clean": False,
+        "token_floor": token_floor,
+        "closes_sessions": True,
+    }
+    return entry("note", None, None, payload)

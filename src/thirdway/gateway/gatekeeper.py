@@ -12,7 +12,13 @@
 
 Durability: whatever an answer depends on is durably in the log before the answer is returned,
 the entries of one step in one transaction (see :mod:`thirdway.gateway.writer` for how the
-proposal's index is known before its token is minted). Execution: the token is verified and
+proposal's index is known before its token is minted). Opening a session, recording an
+observation and closing a session are committed without an fsync of their own: they reach the
+disk with the next synced commit, at the latest the proposal that is verified against them, so
+no verdict, token or tool run ever rests on an entry that is not on the disk. A power cut may
+lose such a step after it was answered; on SQLite the next start is then not clean, and its
+``restart`` note closes every session that was open (:mod:`thirdway.gateway.restart`), so no
+agent is ever judged against a record that lost part of itself. Execution: the token is verified and
 spent (atomically, in the spent-set) before the tool runs; the call, its result and the execution
 record are written together when the tool returns. A crash in between leaves a spent nonce and
 a logged capability without an execution: the action must be proposed again, never run twice.
@@ -288,6 +294,10 @@ class Gatekeeper:
         """Tokens minted for proposals below this log index are refused (``voided``): they date
         from before a stop that was not clean (see :mod:`thirdway.gateway.restart`)."""
         self._writer = LogWriter(log, self._time)
+        self._sync_record = True
+        """Whether opening, observing and closing are synced on their own. Only a gatekeeper
+        that notices its unclean stops and closes the sessions they interrupted (:meth:`open`
+        over SQLite, :mod:`thirdway.gateway.restart`) leaves them to the next synced commit."""
         self._locked: dict[str, LockedTool[Any]] = self.tools.lock(
             verifier=issuer.verifier(), spent_set=spent_set, clock=clock
         )
@@ -302,6 +312,7 @@ class Gatekeeper:
         self._escalations: dict[str, Escalation] = state.escalations
         self._agents = {session.agent for session in state.sessions.values()}
         self._closed: set[str] = state.closed
+        self._interrupted: set[str] = state.interrupted
         # Following the other workers (a sequencing log only): the projection goes on from
         # where the rebuild stopped, skipping the ranges this worker's writer committed.
         self._follow_lock = threading.Lock()
@@ -377,7 +388,10 @@ class Gatekeeper:
             opening = tenancy.open_floor(log.size())
             gate.token_floor = opening.token_floor
             if opening.raised:
-                gate._writer.append([log_entries.restart_entry(opening.token_floor)])
+                note = log_entries.restart_entry(opening.token_floor)
+                written = gate._writer.append([note])
+                gate._projection.apply(written.start, note)  # closes the interrupted sessions
+            gate._sync_record = False
         except BaseException:
             if spent is not None:
                 spent.close()
@@ -617,7 +631,11 @@ class Gatekeeper:
                     raise GateError(f"session {sid!r} already exists")
                 self._sessions[sid] = session
             try:
-                self._writer.append([observation_entry(first, agent)], check=self._check(session))
+                self._writer.append(
+                    [observation_entry(first, agent)],
+                    check=self._check(session),
+                    sync=self._sync_record,
+                )
             except StaleRecordError:
                 with self._table_lock:
                     if self._sessions.get(sid) is session:
@@ -661,7 +679,9 @@ class Gatekeeper:
                 _check_produced_by(session, recorded.produced_by)
             _check_room(session, [recorded])
             self._writer.append(
-                [observation_entry(recorded, session.agent)], check=self._check(session)
+                [observation_entry(recorded, session.agent)],
+                check=self._check(session),
+                sync=self._sync_record,
             )
             _record(session, [recorded])
             return index
@@ -695,7 +715,9 @@ class Gatekeeper:
             ]
             _check_room(session, pair)
             self._writer.append(
-                [observation_entry(o, session.agent) for o in pair], check=self._check(session)
+                [observation_entry(o, session.agent) for o in pair],
+                check=self._check(session),
+                sync=self._sync_record,
             )
             _record(session, pair)
             return index, index + 1
@@ -727,6 +749,7 @@ class Gatekeeper:
             self._writer.append(
                 [log_entries.session_closed_entry(session.id, session.agent)],
                 check=self._check(session),
+                sync=self._sync_record,
             )
             with self._table_lock:
                 self._sessions.pop(session.id, None)
@@ -1348,6 +1371,12 @@ class Gatekeeper:
             with self._table_lock:
                 session = self._sessions.get(session_id)
         if session is None:
+            if session_id in self._interrupted:
+                raise GateError(
+                    f"session {session_id[:80]!r} was closed when the gateway restarted after a "
+                    "stop that was not clean (its record may have lost observations); open a "
+                    "new session"
+                )
             raise GateError(f"unknown session {session_id[:80]!r}; open one first")
         if agent is not None and agent != session.agent:
             raise GateError(f"session {session.id!r} belongs to another agent, not {agent!r}")

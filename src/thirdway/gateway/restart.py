@@ -18,6 +18,16 @@ out was minted for a proposal whose entries were durable before the token left, 
 lie below that size. An agent holding one proposes again; a restart after a clean stop voids
 nothing.
 
+Session steps that decide nothing (opening a session, recording an observation, closing a
+session) are committed the same way, without an fsync of their own: each reaches the disk with
+the next synced commit, at the latest that of the proposal verified against it. A power cut may
+therefore lose an observation the agent was told was recorded, and a session could then go on
+with a hole in its record, where the agent's honest citation of the lost observation would look
+like fabricated evidence. So the ``restart`` note of an unclean stop also closes every session
+that was open (the rebuild applies it the same way): the agent opens a new one. That is one
+fsync less for each of those steps; a verdict, a token and a tool run still rest only on
+entries that are on the disk.
+
 All of this assumes one gatekeeper per folder (which the log's single writer needs anyway), so
 :class:`Tenancy` makes it a rule: a second gatekeeper opening a folder in use is refused at
 once instead of voiding the first one's tokens or batches. The kernel drops the lock when the

@@ -127,6 +127,8 @@ class State:
     escalations: dict[str, Escalation] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)
     """Sessions ended by a ``session_closed`` note: never reopened under the same id."""
+    interrupted: set[str] = field(default_factory=set)
+    """Sessions (also in :attr:`closed`) that a ``restart`` note closed."""
     charters: set[str] = field(default_factory=set)
     """Every charter hash a verdict or a trust event in the log cites: a gatekeeper may not
     open under a charter older than one of them (charters only move forward)."""
@@ -214,6 +216,10 @@ class Projection:
             closed = state.sessions.pop(str(log_entry.session), None)
             if closed is not None:
                 state.closed.add(closed.id)
+        elif log_entry.type == "note" and _closes_sessions(payload):
+            state.closed.update(state.sessions)
+            state.interrupted.update(state.sessions)
+            state.sessions.clear()
 
     def _cites(self, charter: object) -> None:
         """Note the charter a trust event cites (the trust ledger checks the rest of it)."""
@@ -270,6 +276,13 @@ class Projection:
                 escalation.approvers.append(str(payload["auditor"]))
         elif event == "denial":
             state.escalations.pop(handle, None)
+
+
+def _closes_sessions(payload: Mapping[str, object]) -> bool:
+    """A ``restart`` note after a stop that was not clean, which may have lost observations
+    answered before it (they are not synced on their own): no session open then goes on.
+    Notes from before this rule lack ``closes_sessions`` and close nothing."""
+    return payload.get("event") == "restart" and payload.get("closes_sessions") is True
 
 
 def _agent(index: int, log_entry: LogEntry) -> str:

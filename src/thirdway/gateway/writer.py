@@ -45,10 +45,11 @@ raises to keep the batch out (the others of its group go on)."""
 class _Request:
     """One caller's batch, waiting to be committed."""
 
-    __slots__ = ("build", "build_ns", "done", "error", "result")
+    __slots__ = ("build", "build_ns", "done", "error", "result", "sync")
 
-    def __init__(self, build: Build) -> None:
+    def __init__(self, build: Build, sync: bool) -> None:
         self.build = build
+        self.sync = sync
         self.build_ns = 0
         self.done = False
         self.error: BaseException | None = None
@@ -68,19 +69,23 @@ class LogWriter:
         self._queue_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
-    def append(self, items: Sequence[Item], *, check: Check | None = None) -> range:
-        """Append ``items`` in one durable transaction; returns their indices."""
+    def append(
+        self, items: Sequence[Item], *, check: Check | None = None, sync: bool = True
+    ) -> range:
+        """Append ``items`` in one durable transaction; returns their indices. ``sync=False``:
+        the caller's answer may be given before its entries reach the disk (they do with the
+        next synced commit); a group holding any synced request is synced."""
         started = time.perf_counter_ns()
         data = _bytes(items)  # encoded here, outside the commit lock
         self._on_time("log", time.perf_counter_ns() - started)
-        return self.append_at(lambda _start: data, check=check)
+        return self.append_at(lambda _start: data, check=check, sync=sync)
 
-    def append_at(self, build: Build, *, check: Check | None = None) -> range:
+    def append_at(self, build: Build, *, check: Check | None = None, sync: bool = True) -> range:
         """Append what ``build(first)`` returns, ``first`` being the index its entries will
         start at. ``build`` may run in another caller's thread, under the commit lock. A
         ``check`` runs first (on a sequencing store, under its lock; see the module docstring)."""
         started = time.perf_counter_ns()
-        request = _Request(build if check is None else _checked(check, build))
+        request = _Request(build if check is None else _checked(check, build), sync)
         with self._queue_lock:
             self._queue.append(request)
         with self._commit_lock:
@@ -137,7 +142,7 @@ class LogWriter:
             _finish(built, None)
             return
         try:
-            written = self.log.append_batch(data)
+            written = self.log.append_batch(data, sync=any(r.sync for r in built))
         except Exception as exc:
             _finish(built, exc)
             return

@@ -250,8 +250,10 @@ class TransparencyLog:
         """Append one entry; returns its index once it is durable."""
         return self.append_batch([data]).start
 
-    def append_batch(self, items: Sequence[bytes]) -> range:
-        """Append entries in one durable transaction; returns their indices."""
+    def append_batch(self, items: Sequence[bytes], *, sync: bool = True) -> range:
+        """Append entries in one durable transaction; returns their indices. ``sync=False``:
+        committed without waiting for the disk, durable with the next synced commit (see
+        :mod:`thirdway.ledger.sqlite`; a sequencing store always syncs)."""
         if isinstance(items, bytes | bytearray | str):
             raise InputError("append_batch takes a sequence of entries, not one entry")
         if len(items) > MAX_BATCH:
@@ -270,7 +272,7 @@ class TransparencyLog:
                 frontier = self._frontier.copy()
                 nodes = frontier.extend([leaf for _, leaf in entries])
                 try:
-                    self._store.append(start, entries, nodes)
+                    self._store.append(start, entries, nodes, sync=sync)
                 except StaleSizeError as exc:
                     # Another process appended since we last looked: catch up and redo the batch.
                     self._frontier = merkle.Frontier.load(exc.actual, self._store)

@@ -289,9 +289,12 @@ class PostgresLogStore:
         first_index: int,
         entries: Sequence[NewEntry],
         nodes: Sequence[tuple[NodeId, bytes]],
+        *,
+        sync: bool = True,
     ) -> None:
         """Store a batch prepared by the caller for ``first_index`` (the :class:`LogStore`
-        contract); prefer :meth:`append_sequenced`, which cannot go stale."""
+        contract); prefer :meth:`append_sequenced`, which cannot go stale. Every commit is
+        as durable as the server's ``synchronous_commit`` makes it (``sync`` is not used)."""
         if not entries:
             return
         with self._guard("append"), self._engine_or_fail().begin() as connection:

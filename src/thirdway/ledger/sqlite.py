@@ -3,6 +3,12 @@
 Durability: ``journal_mode=WAL`` with ``synchronous=FULL`` fsyncs the write-ahead log at every
 commit, so an append that returned survives a crash of the process or of the machine. Each batch
 is one ``BEGIN IMMEDIATE`` transaction, which also serialises writers in other processes.
+``append(..., sync=False)`` commits one batch at ``synchronous=NORMAL``: committed, atomic and
+visible at once, and safe from the process dying, but on the disk only with the next synced
+commit (fsyncing the write-ahead log takes every frame written before along), so a power cut may
+lose it. Only a caller that can account for that loss may ask for it (the gatekeeper, for
+observations: see :mod:`thirdway.gateway.restart`); a checkpoint is always a synced commit, so
+no signed checkpoint covers an entry that is not on the disk.
 
 Immutability: triggers abort every UPDATE and DELETE (``recursive_triggers`` is on so that
 ``INSERT OR REPLACE`` cannot delete behind their back). Someone who edits the file directly can
@@ -218,24 +224,32 @@ class SQLiteLogStore:
         first_index: int,
         entries: Sequence[NewEntry],
         nodes: Sequence[tuple[NodeId, bytes]],
+        *,
+        sync: bool = True,
     ) -> None:
         with self._guard("append"):
             conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
+            if not sync:
+                conn.execute("PRAGMA synchronous=NORMAL")  # this commit only (module docstring)
             try:
-                actual = self._size()
-                if actual != first_index:
-                    raise StaleSizeError(first_index, actual)
-                if entries:
-                    _insert(conn, _INSERT_ENTRIES, 3, _entry_values(first_index, entries))
-                if nodes:
-                    _insert(conn, _INSERT_NODES, 2, _node_values(nodes))
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    actual = self._size()
+                    if actual != first_index:
+                        raise StaleSizeError(first_index, actual)
+                    if entries:
+                        _insert(conn, _INSERT_ENTRIES, 3, _entry_values(first_index, entries))
+                    if nodes:
+                        _insert(conn, _INSERT_NODES, 2, _node_values(nodes))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+            finally:
+                if not sync:
+                    conn.execute("PRAGMA synchronous=FULL")
         if self._checkpointer is not None:
-            self._checkpointer.committed()
+            self._checkpointer.committed(sum(len(entry.data) for entry in entries))
 
     def read_nodes(self, nodes: Sequence[NodeId]) -> list[bytes]:
         leaves = [index for level, index in nodes if level == 0]

@@ -70,9 +70,13 @@ class LogStore(Protocol):
         first_index: int,
         entries: Sequence[NewEntry],
         nodes: Sequence[tuple[NodeId, bytes]],
+        *,
+        sync: bool = True,
     ) -> None:
         """Store ``entries`` at ``first_index, first_index + 1, …`` and the interior ``nodes``
         (level >= 1) they complete, in one transaction that is durable when this returns.
+        ``sync=False`` allows the store to commit without waiting for the disk, the batch
+        reaching it with the next synced commit (a store may sync anyway).
 
         Raises :class:`StaleSizeError` (storing nothing) if the store's size is not
         ``first_index``.

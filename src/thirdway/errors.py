@@ -37,6 +37,12 @@ class GateError(InputError):
     Nothing was logged for it."""
 
 
+class QuotaExceeded(GateError):
+    """An agent asked the gatekeeper to hold more than its share: more open sessions, or more
+    characters of observations across them, than the gatekeeper's per-agent limits allow.
+    Nothing was logged; closing sessions makes room."""
+
+
 class EnclaveError(ThirdwayError):
     """The verifier enclave's answer cannot be trusted: a bad signature, a verdict for another
     request or attestation, a measurement that is not the expected or an accepted one, or an

@@ -70,7 +70,14 @@ from thirdway.capability import (
 )
 from thirdway.charter import default_charter_sha256
 from thirdway.charter.registry import packaged_entry, version_order
-from thirdway.errors import CapabilityError, GateError, InputError, LogError, ThirdwayError
+from thirdway.errors import (
+    CapabilityError,
+    GateError,
+    InputError,
+    LogError,
+    QuotaExceeded,
+    ThirdwayError,
+)
 from thirdway.gateway import entries as log_entries
 from thirdway.gateway import restart
 from thirdway.gateway.entries import entry_bytes, observation_entry, proposal_entry
@@ -170,6 +177,8 @@ LOGGED_REFUSALS: Final = frozenset(
 """Token refusals worth a log entry: the token is genuine, so someone holding a real capability
 tried to use it for another call, elsewhere, late or again. Garbage tokens are refused without
 an entry: they say nothing about anyone, and logging them would let anyone grow the log."""
+SESSIONS_PER_AGENT: Final = 4096
+"""Open sessions one agent may hold at once by default (each costs memory until closed)."""
 MAX_REASON_CHARS: Final = 4096
 STALE_RETRIES: Final = 8
 """How often a step is redone when other workers keep writing to its session meanwhile."""
@@ -249,6 +258,8 @@ class Gatekeeper:
         timer: StageTimer | None = None,
         on_executed: ExecutionListener | None = None,
         token_floor: int = 0,
+        sessions_per_agent: int = SESSIONS_PER_AGENT,
+        chars_per_agent: int = MAX_SESSION_CHARS,
     ) -> None:
         self.tools = tools if tools is not None else ToolRegistry()
         if manifests is None:
@@ -288,6 +299,12 @@ class Gatekeeper:
         )
         self._timer = timer
         self.on_executed = on_executed
+        self.sessions_per_agent = _limit(sessions_per_agent, "sessions_per_agent")
+        """The most sessions one agent may hold open at once (:class:`QuotaExceeded`)."""
+        self.chars_per_agent = _limit(chars_per_agent, "chars_per_agent")
+        """The most observation characters one agent's open sessions may hold together, so
+        that no agent can make the gateway hold more than this for it, however many sessions
+        it opens (each session also stays within ``MAX_SESSION_CHARS``)."""
         if isinstance(token_floor, bool) or not isinstance(token_floor, int) or token_floor < 0:
             raise InputError("token_floor must be a log index (an integer >= 0)")
         self.token_floor = token_floor
@@ -311,6 +328,7 @@ class Gatekeeper:
         self._sessions: dict[str, Session] = state.sessions
         self._escalations: dict[str, Escalation] = state.escalations
         self._agents = {session.agent for session in state.sessions.values()}
+        self._state = state
         self._closed: set[str] = state.closed
         self._interrupted: set[str] = state.interrupted
         # Following the other workers (a sequencing log only): the projection goes on from
@@ -629,7 +647,8 @@ class Gatekeeper:
             with self._table_lock:
                 if sid in self._sessions or sid in self._closed:
                     raise GateError(f"session {sid!r} already exists")
-                self._sessions[sid] = session
+                self._check_quota(agent, [first], opening=True)
+                self._state.hold(session)
             try:
                 self._writer.append(
                     [observation_entry(first, agent)],
@@ -639,13 +658,13 @@ class Gatekeeper:
             except StaleRecordError:
                 with self._table_lock:
                     if self._sessions.get(sid) is session:
-                        del self._sessions[sid]
+                        self._state.release(sid)
                 raise GateError(
                     f"session {sid!r} already exists (opened on another worker)"
                 ) from None
             except BaseException:
                 with self._table_lock:
-                    del self._sessions[sid]
+                    self._state.release(sid)
                 raise
             _record(session, [first])
             with self._table_lock:
@@ -677,7 +696,7 @@ class Gatekeeper:
             )
             if recorded.produced_by is not None:
                 _check_produced_by(session, recorded.produced_by)
-            _check_room(session, [recorded])
+            self._check_room(session, [recorded])
             self._writer.append(
                 [observation_entry(recorded, session.agent)],
                 check=self._check(session),
@@ -713,7 +732,7 @@ class Gatekeeper:
                     produced_by=index,
                 ),
             ]
-            _check_room(session, pair)
+            self._check_room(session, pair)
             self._writer.append(
                 [observation_entry(o, session.agent) for o in pair],
                 check=self._check(session),
@@ -752,7 +771,7 @@ class Gatekeeper:
                 sync=self._sync_record,
             )
             with self._table_lock:
-                self._sessions.pop(session.id, None)
+                self._state.release(session.id)
                 self._closed.add(session.id)
 
         with session.lock:
@@ -1342,10 +1361,9 @@ class Gatekeeper:
         finally:
             self._time("tool", time.perf_counter_ns() - started)
 
-    @staticmethod
-    def _result_observation(session: Session, index: int, content: str) -> Observation:
+    def _result_observation(self, session: Session, index: int, content: str) -> Observation:
         """The data observation of a result, or of why the result cannot be recorded (too large
-        for one observation or for the session)."""
+        for one observation, for the session or for its agent's share)."""
         fields = {
             "session": session.id,
             "index": index,
@@ -1354,7 +1372,7 @@ class Gatekeeper:
         }
         try:
             recorded = observation(**fields, content=content)
-            _check_room(session, [recorded])
+            self._check_room(session, [recorded])
             return recorded
         except InputError as exc:
             problem = f"error: the tool's result cannot be recorded ({exc})"[:MAX_REASON_CHARS]
@@ -1381,6 +1399,34 @@ class Gatekeeper:
         if agent is not None and agent != session.agent:
             raise GateError(f"session {session.id!r} belongs to another agent, not {agent!r}")
         return session
+
+    def _check_room(self, session: Session, new: Sequence[Observation]) -> None:
+        """Refuse observations the session or its agent has no room for (nothing is logged)."""
+        _check_room(session, new)
+        with self._table_lock:
+            self._check_quota(session.agent, new)
+
+    def _check_quota(
+        self, agent: str, new: Sequence[Observation], *, opening: bool = False
+    ) -> None:
+        """Refuse (:class:`QuotaExceeded`) a new session past :attr:`sessions_per_agent`, or
+        observations that would take the agent's open sessions past :attr:`chars_per_agent`.
+        The caller holds the table lock."""
+        held = self._state.open_sessions(agent)
+        if opening and len(held) >= self.sessions_per_agent:
+            raise QuotaExceeded(
+                f"agent {agent!r} already has {len(held)} open sessions, the most one agent "
+                "may hold; close one before opening another"
+            )
+        chars = sum(session.chars for session in held)
+        added = sum(len(o.content or "") for o in new)
+        if chars + added > self.chars_per_agent:
+            raise QuotaExceeded(
+                f"the open sessions of agent {agent!r} would hold more than "
+                f"{self.chars_per_agent} "
+                f"characters of observations ({chars} now, {added} more asked); close sessions "
+                "it no longer needs"
+            )
 
     def _manifest(self, tool: str) -> ToolManifest:
         manifest = self.manifests.tools.get(tool)
@@ -1584,6 +1630,12 @@ def _check_produced_by(session: Session, produced_by: int) -> None:
             f"produced_by {produced_by} names a {channel} observation; "
             "it must name the call that produced the data"
         )
+
+
+def _limit(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive integer")
+    return value
 
 
 def _check_room(session: Session, new: Sequence[Observation]) -> None:

@@ -129,6 +129,29 @@ class State:
     """Sessions ended by a ``session_closed`` note: never reopened under the same id."""
     interrupted: set[str] = field(default_factory=set)
     """Sessions (also in :attr:`closed`) that a ``restart`` note closed."""
+    by_agent: dict[str, set[str]] = field(default_factory=dict)
+    """The ids of each agent's open sessions (what its per-agent limits count)."""
+
+    def hold(self, session: Session) -> None:
+        """Add an open session."""
+        self.sessions[session.id] = session
+        self.by_agent.setdefault(session.agent, set()).add(session.id)
+
+    def release(self, session_id: str) -> Session | None:
+        """Remove an open session (it was closed, or its opening failed); returns it."""
+        session = self.sessions.pop(session_id, None)
+        if session is not None:
+            held = self.by_agent.get(session.agent)
+            if held is not None:
+                held.discard(session_id)
+                if not held:
+                    del self.by_agent[session.agent]
+        return session
+
+    def open_sessions(self, agent: str) -> list[Session]:
+        """The agent's open sessions."""
+        return [self.sessions[sid] for sid in self.by_agent.get(agent, ())]
+
     charters: set[str] = field(default_factory=set)
     """Every charter hash a verdict or a trust event in the log cites: a gatekeeper may not
     open under a charter older than one of them (charters only move forward)."""
@@ -213,13 +236,14 @@ class Projection:
         elif log_entry.type == "trust":
             self._cites(payload.get("charter_sha256"))
         elif log_entry.type == "note" and payload.get("event") == "session_closed":
-            closed = state.sessions.pop(str(log_entry.session), None)
+            closed = state.release(str(log_entry.session))
             if closed is not None:
                 state.closed.add(closed.id)
         elif log_entry.type == "note" and _closes_sessions(payload):
             state.closed.update(state.sessions)
             state.interrupted.update(state.sessions)
             state.sessions.clear()
+            state.by_agent.clear()
 
     def _cites(self, charter: object) -> None:
         """Note the charter a trust event cites (the trust ledger checks the rest of it)."""
@@ -237,7 +261,7 @@ class Projection:
         session = state.sessions.get(observation.session)
         if session is None:
             session = Session(observation.session, _agent(index, log_entry))
-            state.sessions[session.id] = session
+            state.hold(session)
             self.new_agents.add(session.agent)
         elif log_entry.agent != session.agent:
             raise LogError(f"log entry {index} names agent {log_entry.agent!r} in {session.id!r}")

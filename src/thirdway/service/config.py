@@ -53,6 +53,13 @@ class ServiceConfig(BaseModel):
     them; more threads than cores mostly adds GIL contention)."""
     checkpoint_seconds: float = Field(default=10.0, gt=0, le=86400)
     """With PostgreSQL: how often the elected worker signs a checkpoint of the shared log."""
+    sessions_per_agent: int = Field(default=4096, ge=1, le=1_000_000)
+    """The most sessions one agent may hold open at once (more: 429 ``quota_exceeded``); the
+    gatekeeper's own default (``SESSIONS_PER_AGENT``)."""
+    chars_per_agent: int = Field(default=256 * 1024 * 1024, ge=1, le=1 << 40)
+    """The most observation characters one agent's open sessions may hold together (a bound
+    on the memory any one agent can make the gateway hold); the gatekeeper's default, one
+    session's ``MAX_SESSION_CHARS``."""
     shutdown_seconds: float = Field(default=30.0, gt=0, le=3600)
     """How long a worker waits, after SIGTERM, for the requests in flight to finish."""
 

@@ -22,7 +22,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thirdway.dialogue.errors import TransitionRefused
 from thirdway.dialogue.service import DialogueMoved
-from thirdway.errors import CapabilityError, EnclaveError, LogError, ProofError, ThirdwayError
+from thirdway.errors import (
+    CapabilityError,
+    EnclaveError,
+    LogError,
+    ProofError,
+    QuotaExceeded,
+    ThirdwayError,
+)
 from thirdway.gateway.sessions import StaleRecordError
 
 logger = logging.getLogger("thirdway.service")
@@ -75,6 +82,8 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         409: "Spent token, illegal dialogue transition, already resolved, or record_moved "
         "(another worker changed the record meanwhile; nothing was written: retry)",
         413: "Request body over the limit",
+        429: "quota_exceeded: the agent holds too many open sessions, or too much observation "
+        "text across them; close sessions it no longer needs",
     }.items()
 }
 
@@ -95,6 +104,8 @@ def classify(exc: ThirdwayError) -> tuple[int, str, str | None]:
         return status, "capability_refused", exc.reason
     if isinstance(exc, TransitionRefused):
         return 409, "illegal_transition", None
+    if isinstance(exc, QuotaExceeded):
+        return 429, "quota_exceeded", None
     if isinstance(exc, StaleRecordError | DialogueMoved):
         return 409, "record_moved", None
     if isinstance(exc, EnclaveError):

@@ -83,6 +83,8 @@ class Services:
                 tools=registry,
                 verifier=judged_verifier(registry),
                 tiers=tiers,
+                sessions_per_agent=config.sessions_per_agent,
+                chars_per_agent=config.chars_per_agent,
             )
         except BaseException:
             keys.close()

@@ -203,3 +203,54 @@ def test_opening_sessions_answers_the_same(apps: Any, taken: list[bool]) -> None
     opened = fast.post("/v1/sessions", json={"instruction": "x"}, headers=headers(keys.agent))
     assert opened.status_code == 201 and opened.headers["content-type"] == "application/json"
     assert set(opened.json()) == {"session", "agent"}
+
+
+def test_closing_sessions_answers_the_same(apps: Any, taken: list[bool]) -> None:
+    """``DELETE /v1/sessions/{sid}`` without a body is answered by the fast path exactly as the
+    FastAPI route answers it, refusals included; anything else is handed on."""
+    fast, slow, keys, services = apps
+    json_type = {"Content-Type": "application/json"}
+
+    def close_both(make: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """Both answers, each session id in them read as ``SID`` (each app closes its own)."""
+        answers = []
+        for client in (fast, slow):
+            sid = make(client)
+            answer = client.delete(f"/v1/sessions/{sid}", **kwargs)
+            answer._content = answer.content.replace(sid.encode(), b"SID")
+            answer.headers["content-length"] = str(len(answer._content))
+            answers.append(answer)
+        return answers[0], answers[1]
+
+    def opened(client: TestClient) -> str:
+        return open_session(client, keys.agent)
+
+    cases: list[tuple[Any, dict[str, Any], int, bool]] = [
+        # answered: closed, with or without a JSON content type
+        (opened, {"headers": headers(keys.agent)}, 200, True),
+        (opened, {"headers": {**headers(keys.agent), **json_type}}, 200, True),
+        # answered: refused by the access check or the gate
+        (opened, {"headers": headers(keys.other)}, 404, True),  # not told it exists
+        (opened, {"headers": headers(keys.auditor)}, 403, True),
+        (lambda _client: "s-nope", {"headers": headers(keys.agent)}, 404, True),
+        # handed on: no key, an unknown key, a body
+        (opened, {}, 401, False),
+        (opened, {"headers": headers("tw_nope_nope")}, 401, None),
+    ]
+    for make, kwargs, status, answered in cases:
+        taken.clear()
+        fast_answer, slow_answer = close_both(make, **kwargs)
+        same(fast_answer, slow_answer)
+        assert fast_answer.status_code == status, fast_answer.text
+        deletes = taken[1:] if make is opened else taken  # the opening went through it too
+        assert deletes == ([] if answered is False else [bool(answered)])
+    # A DELETE with a body is FastAPI's: the fast path never reads one.
+    taken.clear()
+    sid = open_session(fast, keys.agent)
+    with_body = fast.request(
+        "DELETE", f"/v1/sessions/{sid}", content=b"{}", headers={**headers(keys.agent), **json_type}
+    )
+    assert with_body.status_code == 200 and taken == [True]  # only the opening
+    closed = fast.delete(f"/v1/sessions/{sid}", headers=headers(keys.agent))
+    assert closed.status_code == 404
+    assert services.gate.log.verify().ok

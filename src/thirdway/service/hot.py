@@ -1,5 +1,6 @@
 """The hot routes' fast path: raw ASGI for a well-formed POST to ``/v1/sessions`` (open one) or
-to ``/proposals``, ``/executions`` or ``/actions`` of a session.
+to ``/proposals``, ``/executions`` or ``/actions`` of a session, and a ``DELETE`` of a session
+without a body (close it; every task ends with one).
 
 Every gated action goes through these routes, and FastAPI's machinery around one (routing
 through its middleware and router layers, dependency solving, body reading and content-type
@@ -40,9 +41,10 @@ from thirdway.errors import ThirdwayError
 from thirdway.protocol.models import Proposal
 from thirdway.service import schemas
 from thirdway.service.errors import classify, error_response
-from thirdway.service.routes.sessions import act_as, execute_as, open_as, propose_as
+from thirdway.service.routes.sessions import act_as, close_as, execute_as, open_as, propose_as
 
 _PATH: Final = re.compile(r"/v1/sessions(?:/([^/]+)/(proposals|executions|actions))?")
+_SESSION: Final = re.compile(r"/v1/sessions/([^/]+)")
 _JSON: Final = b"application/json"
 _BEARER: Final = b"Bearer "
 _ROUTES: Final[dict[str | None, tuple[type[BaseModel], Callable[..., BaseModel], int]]] = {
@@ -60,6 +62,9 @@ class HotRoutes:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "DELETE" and not scope.get("root_path"):
+            await self._delete(scope, receive, send)
+            return
         if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
             await self.app(scope, receive, send)
             return
@@ -80,23 +85,36 @@ class HotRoutes:
         if not answered:
             await self.app(scope, replay, send)
 
+    async def _delete(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``DELETE /v1/sessions/{sid}`` without a body: close the session."""
+        match = _SESSION.fullmatch(scope["path"])
+        key = _bearer_key(scope, json_body=False) if match is not None else None
+        answered = False
+        if match is not None and key is not None:
+            answered = await self._answer(scope, send, key, None, (None, close_as, 200), match[1])
+        if not answered:
+            await self.app(scope, receive, send)
+
     async def _answer(
         self,
         scope: Scope,
         send: Send,
         key: str,
-        body: bytes,
-        route: tuple[type[BaseModel], Callable[..., BaseModel], int],
+        body: bytes | None,
+        route: tuple[type[BaseModel] | None, Callable[..., BaseModel], int],
         sid: str | None,
     ) -> bool:
-        """Answer the request; False (nothing sent) to hand it to FastAPI instead."""
+        """Answer the request; False (nothing sent) to hand it to FastAPI instead. A route
+        without a model takes no body (``body`` is None)."""
         model, call, status = route
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return False
-        if not isinstance(data, dict):
-            return False
+        data = None
+        if model is not None:
+            try:
+                data = orjson.loads(body or b"")
+            except orjson.JSONDecodeError:
+                return False
+            if not isinstance(data, dict):
+                return False
         app = scope["app"]
         svc = app.state.services
         loop = asyncio.get_running_loop()
@@ -107,12 +125,15 @@ class HotRoutes:
                 who = svc.keys.authenticate(key)
         except ThirdwayError:
             return False
-        try:
-            parsed = model.model_validate(data)
-        except ValidationError:
-            return False
+        if model is None:
+            args: tuple[object, ...] = (svc, who, sid)
+        else:
+            try:
+                parsed = model.model_validate(data)
+            except ValidationError:
+                return False
+            args = (svc, who, parsed) if sid is None else (svc, who, sid, parsed)
         scope.setdefault("state", {})["principal"] = who.name
-        args = (svc, who, parsed) if sid is None else (svc, who, sid, parsed)
         try:
             answer = await loop.run_in_executor(app.state.executor, partial(call, *args))
         except ThirdwayError as exc:
@@ -135,17 +156,29 @@ class HotRoutes:
         return True
 
 
-def _bearer_key(scope: Scope) -> str | None:
-    """The API key when the request is the plain case: exactly one ``Content-Type``, which is
-    ``application/json``, and exactly one ``Authorization``, ``Bearer <key>``; else None."""
+def _bearer_key(scope: Scope, *, json_body: bool = True) -> str | None:
+    """The API key when the request is the plain case: exactly one ``Authorization``, ``Bearer
+    <key>``, and either (``json_body``) exactly one ``Content-Type``, ``application/json``, or
+    (not ``json_body``) no body at all (no ``Transfer-Encoding``, ``Content-Length`` absent or
+    0; any ``Content-Type``); else None."""
     content_type: list[bytes] = []
     authorization: list[bytes] = []
+    length: list[bytes] = []
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-type":
             content_type.append(value)
         elif name == b"authorization":
             authorization.append(value)
-    if content_type != [_JSON] or len(authorization) != 1:
+        elif name == b"content-length":
+            length.append(value)
+        elif name == b"transfer-encoding":
+            chunked = True
+    if len(authorization) != 1:
+        return None
+    if json_body and content_type != [_JSON]:
+        return None
+    if not json_body and (chunked or length not in ([], [b"0"])):
         return None
     value = authorization[0]
     if not value.startswith(_BEARER):

@@ -29,9 +29,7 @@ async def open_session(
 @router.delete("/{sid}", response_model=schemas.SessionClosed)
 def close_session(sid: str, svc: Svc, who: Caller) -> schemas.SessionClosed:
     """End the session (its tokens stop working; its record stays in the log)."""
-    agent = check_session_access(svc, who, sid, act=True)
-    svc.gate.close_session(sid, agent=agent)
-    return schemas.SessionClosed(session=sid)
+    return close_as(svc, who, sid)
 
 
 @router.get("/{sid}/observations", response_model=schemas.Page[Observation])
@@ -123,6 +121,12 @@ def open_as(svc: Services, who: Principal, body: schemas.SessionRequest) -> sche
             raise Conflict(str(exc)) from None
         raise
     return schemas.SessionOpened(session=sid, agent=agent)
+
+
+def close_as(svc: Services, who: Principal, sid: str) -> schemas.SessionClosed:
+    agent = check_session_access(svc, who, sid, act=True)
+    svc.gate.close_session(sid, agent=agent)
+    return schemas.SessionClosed(session=sid)
 
 
 def _proposing_agent(svc: Services, who: Principal, sid: str, proposal: Proposal) -> str:

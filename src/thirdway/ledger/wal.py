@@ -34,7 +34,8 @@ COMMITS_PER_CHECKPOINT: Final = 400
 """About 130 gated actions of one agent (three commits each): a checkpoint writes and syncs the
 database file, and the commits that meet it wait longer for their own fsync, so they must stay
 well under one action in a hundred for the p99 not to be made of them (with a checkpoint every
-24 commits, one action in eight, ``thirdway bench gate``'s p99 was 5 out of 6 times higher).
+24 commits, one action in eight, ``thirdway bench gate``'s p99 was higher in 6 of 8
+interleaved pairs against one every 300).
 The WAL, restarted after each checkpoint, still stays far below :data:`FALLBACK_PAGES` (its file
 is overwritten, not extended, which keeps every later fsync cheap)."""
 BYTES_PER_CHECKPOINT: Final = 1 << 20

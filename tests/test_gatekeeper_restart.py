@@ -40,10 +40,23 @@ def _grant_then_die(folder: str, out: Any) -> None:
     os._exit(0)
 
 
-def _crash_with_a_token(folder: Path) -> dict[str, Any]:
+def _escalate_then_die(folder: str, out: Any) -> None:
+    """In a child process: at tier 2 the payment escalates; stop without closing (a crash)."""
+    import os
+
+    gate, _bank, _clock = open_gate(Path(folder), tier=2)
+    sid = gate.open_session("agent-7", banking.INSTRUCTION)
+    escalated = gate.propose(sid, banking.payment_proposal(sid, read_bill(gate, sid)))
+    out.put(json.dumps({"sid": sid, "handle": escalated.handle, "size": gate.log.size()}))
+    out.close()
+    out.join_thread()
+    os._exit(0)
+
+
+def _crash_with_a_token(folder: Path, target: Any = None) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_grant_then_die, args=(str(folder), queue))
+    child = context.Process(target=target or _grant_then_die, args=(str(folder), queue))
     child.start()
     result: dict[str, Any] = json.loads(queue.get(timeout=120))
     child.join(timeout=60)
@@ -93,15 +106,19 @@ def test_after_a_clean_stop_tokens_stay_good_and_spent_ones_stay_spent(tmp_path:
         gate.close()
 
 
-def _refused_as_interrupted(gate: Any, sid: str, token: str) -> None:
-    """Every step on ``sid`` is refused, naming the restart, and nothing is logged."""
+def _refused_as_interrupted(gate: Any, sid: str, token: str, *, closes: bool = True) -> None:
+    """Every step on ``sid`` is refused, naming the restart, and nothing is logged (closing
+    too, unless the session is still open for an escalation's answer)."""
     before = gate.log.size()
     steps = [
         lambda: gate.execute(sid, token, payment_call()),
         lambda: gate.propose(sid, banking.payment_proposal(sid, 2)),
+        lambda: gate.act(sid, banking.read_proposal(sid)),
         lambda: gate.record_observation(sid, channel="principal", content="more"),
-        lambda: gate.close_session(sid),
+        lambda: gate.record_tool_result(sid, payment_call(), "a result"),
     ]
+    if closes:
+        steps.append(lambda: gate.close_session(sid))
     for step in steps:
         with pytest.raises(GateError, match="restarted after a stop that was not clean"):
             step()
@@ -145,6 +162,39 @@ def test_a_crash_closes_the_open_sessions_and_voids_the_tokens_before_it(tmp_pat
         _refused_as_interrupted(gate, crashed["sid"], crashed["token"])
         assert len(gate.observations(sid)) > 1  # the session opened after the restart goes on
         assert bank.calls["send_money"] == 0
+    finally:
+        gate.close()
+
+
+def test_an_interrupted_session_with_an_open_escalation_waits_for_its_answer(
+    tmp_path: Path,
+) -> None:
+    """Its escalation was verified on a durable record, so auditors can still answer it; the
+    agent can do nothing more in the session but close it once it is answered."""
+    crashed = _crash_with_a_token(tmp_path, _escalate_then_die)
+    sid, handle = crashed["sid"], crashed["handle"]
+    gate, bank, _ = open_gate(tmp_path, tier=2)
+    try:
+        assert gate.open_escalations() == [handle]
+        _refused_as_interrupted(gate, sid, "not-a-token", closes=False)
+        with pytest.raises(GateError, match="has an open escalation"):
+            gate.close_session(sid)
+        assert gate.observations(sid)  # reading is not a step
+        granted = gate.approve_escalation(handle, "alice", "the bill is genuine")
+        assert isinstance(granted, Granted) and gate.open_escalations() == []
+        with pytest.raises(GateError, match="restarted after a stop that was not clean"):
+            gate.execute(sid, granted.token, payment_call())  # voided by the floor as well
+        assert bank.calls["send_money"] == 0
+        gate.close_session(sid)
+        with pytest.raises(GateError, match="restarted after a stop that was not clean"):
+            gate.propose(sid, banking.read_proposal(sid))
+    finally:
+        gate.close()
+    gate, _bank, _ = open_gate(tmp_path, tier=2)  # the rebuild agrees
+    try:
+        assert gate.open_escalations() == []
+        _refused_as_interrupted(gate, sid, "not-a-token")
+        assert gate.log.verify().ok
     finally:
         gate.close()
 

@@ -331,6 +331,7 @@ class Gatekeeper:
         self._state = state
         self._closed: set[str] = state.closed
         self._interrupted: set[str] = state.interrupted
+        self._frozen: set[str] = state.frozen
         # Following the other workers (a sequencing log only): the projection goes on from
         # where the rebuild stopped, skipping the ranges this worker's writer committed.
         self._follow_lock = threading.Lock()
@@ -746,20 +747,20 @@ class Gatekeeper:
 
     def observations(self, session_id: str) -> tuple[Observation, ...]:
         """The session's record so far: what its proposals are verified against."""
-        session = self._session(session_id)
+        session = self._session(session_id, step=False)
         with session.lock:
             self._follow(session)
             return tuple(session.observations)
 
     def session_agent(self, session_id: str) -> str:
         """The agent a session belongs to."""
-        return self._session(session_id).agent
+        return self._session(session_id, step=False).agent
 
     def close_session(self, session_id: str, *, agent: str | None = None) -> None:
         """End a session: a ``note`` entry says so, and its record leaves memory (a restarted
         gatekeeper does not load it either). Its tokens can no longer be used here. A session
         with an open escalation cannot be closed until an auditor has answered."""
-        session = self._session(session_id, agent)
+        session = self._session(session_id, agent, step=False)
 
         def step() -> None:
             with self._table_lock:
@@ -773,6 +774,7 @@ class Gatekeeper:
             with self._table_lock:
                 self._state.release(session.id)
                 self._closed.add(session.id)
+                self._frozen.discard(session.id)
 
         with session.lock:
             self._fresh(session, step)
@@ -1041,7 +1043,7 @@ class Gatekeeper:
         auditor = self._check_auditor(auditor)
         reason = check_reason(reason, MAX_CLAIM_CHARS)
         escalation = self.escalation(handle)
-        session = self._session(escalation.session)
+        session = self._session(escalation.session, step=False)
         with session.lock:
             return self._fresh(
                 session,
@@ -1380,7 +1382,10 @@ class Gatekeeper:
 
     # ------------------------------------------------------------------ helpers
 
-    def _session(self, session_id: str, agent: str | None = None) -> Session:
+    def _session(self, session_id: str, agent: str | None = None, *, step: bool = True) -> Session:
+        """The open session ``session_id`` (of ``agent``, when given). A ``step`` adds to its
+        record or acts in it, which a session interrupted by an unclean stop refuses; reading
+        it, closing it and answering its escalations are not steps."""
         if not isinstance(session_id, str):
             raise GateError(f"a session id is a string, not {type(session_id).__name__}")
         with self._table_lock:
@@ -1388,12 +1393,12 @@ class Gatekeeper:
         if session is None and self.catch_up() is not None:  # opened on another worker?
             with self._table_lock:
                 session = self._sessions.get(session_id)
-        if session is None:
+        if session is None or (step and session_id in self._frozen):
             if session_id in self._interrupted:
                 raise GateError(
-                    f"session {session_id[:80]!r} was closed when the gateway restarted after a "
-                    "stop that was not clean (its record may have lost observations); open a "
-                    "new session"
+                    f"session {session_id[:80]!r} was interrupted when the gateway restarted "
+                    "after a stop that was not clean (its record may have lost observations); "
+                    "open a new session"
                 )
             raise GateError(f"unknown session {session_id[:80]!r}; open one first")
         if agent is not None and agent != session.agent:

@@ -128,7 +128,12 @@ class State:
     closed: set[str] = field(default_factory=set)
     """Sessions ended by a ``session_closed`` note: never reopened under the same id."""
     interrupted: set[str] = field(default_factory=set)
-    """Sessions (also in :attr:`closed`) that a ``restart`` note closed."""
+    """Sessions a ``restart`` note interrupted: closed (also in :attr:`closed`), or
+    :attr:`frozen` while an escalation of theirs is open."""
+    frozen: set[str] = field(default_factory=set)
+    """Interrupted sessions still open for their open escalations' answers only (an approval
+    mints a token the restart's floor voids): nothing more is recorded or run in them, and
+    their agent may close them."""
     by_agent: dict[str, set[str]] = field(default_factory=dict)
     """The ids of each agent's open sessions (what its per-agent limits count)."""
 
@@ -239,11 +244,22 @@ class Projection:
             closed = state.release(str(log_entry.session))
             if closed is not None:
                 state.closed.add(closed.id)
+                state.frozen.discard(closed.id)
         elif log_entry.type == "note" and _closes_sessions(payload):
-            state.closed.update(state.sessions)
-            state.interrupted.update(state.sessions)
-            state.sessions.clear()
-            state.by_agent.clear()
+            self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Apply a ``restart`` note: every open session is interrupted; those with an open
+        escalation stay, frozen, until it is answered and they are closed."""
+        state = self.state
+        escalated = {escalation.session for escalation in state.escalations.values()}
+        for session_id in list(state.sessions):
+            state.interrupted.add(session_id)
+            if session_id in escalated:
+                state.frozen.add(session_id)
+            else:
+                state.release(session_id)
+                state.closed.add(session_id)
 
     def _cites(self, charter: object) -> None:
         """Note the charter a trust event cites (the trust ledger checks the rest of it)."""

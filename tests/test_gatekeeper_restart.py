@@ -106,6 +106,21 @@ def test_after_a_clean_stop_tokens_stay_good_and_spent_ones_stay_spent(tmp_path:
         gate.close()
 
 
+def _built(folder: Path, spent_name: str, bank: Any, **options: Any) -> tuple[Any, Any, Any]:
+    """A gatekeeper built directly over ``folder``'s log (no tenancy, no restart record), with
+    its spent-set and log, which the caller closes."""
+    from thirdway.capability import SQLiteSpentSet
+    from thirdway.gateway import Gatekeeper
+    from thirdway.gateway.keys import load_or_create_issuer
+    from thirdway.ledger.log import TransparencyLog
+
+    log = TransparencyLog.open(folder / "log.db")
+    spent = SQLiteSpentSet(folder / spent_name)
+    issuer = load_or_create_issuer(folder / "capability.key")
+    gate = Gatekeeper(log, issuer=issuer, spent_set=spent, tools=bank.registry(), **options)
+    return gate, spent, log
+
+
 def _refused_as_interrupted(gate: Any, sid: str, token: str, *, closes: bool = True) -> None:
     """Every step on ``sid`` is refused, naming the restart, and nothing is logged (closing
     too, unless the session is still open for an escalation's answer)."""
@@ -201,26 +216,13 @@ def test_an_interrupted_session_with_an_open_escalation_waits_for_its_answer(
 
 def test_a_token_below_the_floor_is_voided(tmp_path: Path) -> None:
     """The floor on its own (a gatekeeper built with one, its session still open)."""
-    from thirdway.capability import SQLiteSpentSet
-    from thirdway.gateway import Gatekeeper
-    from thirdway.gateway.keys import load_or_create_issuer
-    from thirdway.ledger.log import TransparencyLog
-
     gate, _bank, clock = open_gate(tmp_path)
     sid = gate.open_session("agent-7", banking.INSTRUCTION)
     granted = _grant(gate, sid)
+    floor = gate.log.size()
     gate.close()
     bank = gatekeeper_support.CountingBank()
-    log = TransparencyLog.open(tmp_path / "log.db")
-    spent = SQLiteSpentSet(tmp_path / "log.db")
-    built = Gatekeeper(
-        log,
-        issuer=load_or_create_issuer(tmp_path / "capability.key"),
-        spent_set=spent,
-        tools=bank.registry(),
-        clock=clock,
-        token_floor=log.size(),
-    )
+    built, spent, log = _built(tmp_path, "log.db", bank, clock=clock, token_floor=floor)
     try:
         with pytest.raises(CapabilityError, match="propose the action again") as refused:
             built.execute(sid, granted.token, payment_call())
@@ -274,23 +276,10 @@ def test_only_a_gatekeeper_that_notices_crashes_leaves_observations_unsynced(
         ("note", False),  # session closed
     ]
 
-    from thirdway.capability import SQLiteSpentSet
-    from thirdway.gateway import Gatekeeper
-    from thirdway.gateway.keys import load_or_create_issuer
-    from thirdway.ledger.log import TransparencyLog
-
     folder = tmp_path / "built"
     folder.mkdir()
     bank = gatekeeper_support.CountingBank()
-    log = TransparencyLog.open(folder / "log.db")
-    spent = SQLiteSpentSet(folder / "spent.db")
-    built = Gatekeeper(
-        log,
-        issuer=load_or_create_issuer(folder / "capability.key"),
-        spent_set=spent,
-        tools=bank.registry(),
-        tiers=FixedTier(3),
-    )
+    built, spent, log = _built(folder, "spent.db", bank, tiers=FixedTier(3))
     try:
         assert [sync for _, sync in record(built)] == [True] * 8
     finally:

@@ -17,8 +17,9 @@ observation and closing a session are committed without an fsync of their own: t
 disk with the next synced commit, at the latest the proposal that is verified against them, so
 no verdict, token or tool run ever rests on an entry that is not on the disk. A power cut may
 lose such a step after it was answered; on SQLite the next start is then not clean, and its
-``restart`` note closes every session that was open (:mod:`thirdway.gateway.restart`), so no
-agent is ever judged against a record that lost part of itself. Execution: the token is verified and
+``restart`` note closes every session that was open, or freezes one with an open escalation
+until that is answered (:mod:`thirdway.gateway.restart`), so no agent is ever judged against a
+record that lost part of itself. Execution: the token is verified and
 spent (atomically, in the spent-set) before the tool runs; the call, its result and the execution
 record are written together when the tool returns. A crash in between leaves a spent nonce and
 a logged capability without an execution: the action must be proposed again, never run twice.
@@ -409,7 +410,7 @@ class Gatekeeper:
             if opening.raised:
                 note = log_entries.restart_entry(opening.token_floor)
                 written = gate._writer.append([note])
-                gate._projection.apply(written.start, note)  # closes the interrupted sessions
+                gate._projection.apply(written.start, note)  # interrupts the open sessions
             gate._sync_record = False
         except BaseException:
             if spent is not None:

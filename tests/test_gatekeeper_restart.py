@@ -15,7 +15,7 @@ import pytest
 import gatekeeper_support
 from gatekeeper_support import entries, open_gate, payment_call, read_bill
 from thirdway.errors import CapabilityError, GateError, LogError
-from thirdway.gateway import FixedTier, Granted, banking, restart
+from thirdway.gateway import Denied, FixedTier, Granted, banking, restart
 from thirdway.gateway.entries import entry, restart_entry
 from thirdway.gateway.restart import mark_clean, open_floor
 
@@ -184,8 +184,9 @@ def test_a_crash_closes_the_open_sessions_and_voids_the_tokens_before_it(tmp_pat
 def test_an_interrupted_session_with_an_open_escalation_waits_for_its_answer(
     tmp_path: Path,
 ) -> None:
-    """Its escalation was verified on a durable record, so auditors can still answer it; the
-    agent can do nothing more in the session but close it once it is answered."""
+    """Its escalation was verified on a durable record, so auditors can still answer it (an
+    approval is logged but mints nothing: nothing can run in the session); the agent can do
+    nothing more in it but close it once it is answered."""
     crashed = _crash_with_a_token(tmp_path, _escalate_then_die)
     sid, handle = crashed["sid"], crashed["handle"]
     gate, bank, _ = open_gate(tmp_path, tier=2)
@@ -195,10 +196,13 @@ def test_an_interrupted_session_with_an_open_escalation_waits_for_its_answer(
         with pytest.raises(GateError, match="has an open escalation"):
             gate.close_session(sid)
         assert gate.observations(sid)  # reading is not a step
-        granted = gate.approve_escalation(handle, "alice", "the bill is genuine")
-        assert isinstance(granted, Granted) and gate.open_escalations() == []
-        with pytest.raises(GateError, match="restarted after a stop that was not clean"):
-            gate.execute(sid, granted.token, payment_call())  # voided by the floor as well
+        before = gate.log.size()
+        refused = gate.approve_escalation(handle, "alice", "the bill is genuine")
+        assert isinstance(refused, Denied) and gate.open_escalations() == []
+        assert "propose the action again in a new session" in refused.reason
+        approval, refusal = entries(gate, before)  # logged, with no decision and no token
+        assert approval.payload["event"] == "approval" and refusal.payload["handle"] == handle
+        assert "interrupted" in refusal.payload["error"] and "decision" not in refusal.payload
         assert bank.calls["send_money"] == 0
         gate.close_session(sid)
         with pytest.raises(GateError, match="restarted after a stop that was not clean"):

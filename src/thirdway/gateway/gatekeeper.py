@@ -180,6 +180,12 @@ tried to use it for another call, elsewhere, late or again. Garbage tokens are r
 an entry: they say nothing about anyone, and logging them would let anyone grow the log."""
 SESSIONS_PER_AGENT: Final = 4096
 """Open sessions one agent may hold at once by default (each costs memory until closed)."""
+INTERRUPTED_APPROVAL: Final = (
+    "the session was interrupted when the gateway restarted after a stop that was not clean, "
+    "so nothing can run in it; the escalation is closed: the agent must propose the action "
+    "again in a new session"
+)
+"""Why an approval in a frozen session (see :mod:`thirdway.gateway.restart`) mints nothing."""
 MAX_REASON_CHARS: Final = 4096
 STALE_RETRIES: Final = 8
 """How often a step is redone when other workers keep writing to its session meanwhile."""
@@ -1062,6 +1068,8 @@ class Gatekeeper:
         if auditor in escalation.approvers:
             raise GateError(f"auditor {auditor!r} already approved {handle!r}")
         stale = self._stale_charter(escalation) if approve else None
+        if approve and stale is None and session.id in self._frozen:
+            stale = INTERRUPTED_APPROVAL
         if stale is not None:
             return self._refuse_approval(session, escalation, auditor, reason, stale)
         approvals = len(escalation.approvers) + (1 if approve else 0)

@@ -26,8 +26,8 @@ with a hole in its record, where the agent's honest citation of the lost observa
 like fabricated evidence. So the ``restart`` note of an unclean stop also closes every session
 that was open (the rebuild applies it the same way): the agent opens a new one. A session with
 an open escalation is only frozen: its auditors can still answer (the escalated proposal was
-verified on a durable record; an approval's token is void under the floor), and its agent can
-close it once they have. That is one
+verified on a durable record), though an approval mints nothing since nothing can run in the
+session, and its agent can close it once they have. That is one
 fsync less for each of those steps; a verdict, a token and a tool run still rest only on
 entries that are on the disk.
 

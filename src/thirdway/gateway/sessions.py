@@ -132,8 +132,8 @@ class State:
     :attr:`frozen` while an escalation of theirs is open."""
     frozen: set[str] = field(default_factory=set)
     """Interrupted sessions still open for their open escalations' answers only (an approval
-    mints a token the restart's floor voids): nothing more is recorded or run in them, and
-    their agent may close them."""
+    is logged but mints nothing): nothing more is recorded or run in them, and their agent may
+    close them once the escalations are answered."""
     by_agent: dict[str, set[str]] = field(default_factory=dict)
     """The ids of each agent's open sessions (what its per-agent limits count)."""
 

@@ -232,7 +232,9 @@ class TransparencyLog:
         self.close()
 
     def close(self) -> None:
-        """Close the storage. Every append that returned is already durable."""
+        """Close the storage. Every append that returned is already committed, and durable
+        unless it asked for ``sync=False`` (on SQLite the last connection to close checkpoints
+        the WAL into the synced database file, so even those are on the disk afterwards)."""
         with self._lock:
             self._store.close()
 

@@ -779,9 +779,7 @@ class Gatekeeper:
                 sync=self._sync_record,
             )
             with self._table_lock:
-                self._state.release(session.id)
-                self._closed.add(session.id)
-                self._frozen.discard(session.id)
+                self._state.close(session.id)
 
         with session.lock:
             self._fresh(session, step)

@@ -153,6 +153,15 @@ class State:
                     del self.by_agent[session.agent]
         return session
 
+    def close(self, session_id: str) -> Session | None:
+        """End an open session for good (a ``session_closed`` note, or an interruption): its
+        id is never reopened. Returns it, or None when it was not open."""
+        session = self.release(session_id)
+        if session is not None:
+            self.closed.add(session_id)
+            self.frozen.discard(session_id)
+        return session
+
     def open_sessions(self, agent: str) -> list[Session]:
         """The agent's open sessions."""
         return [self.sessions[sid] for sid in self.by_agent.get(agent, ())]
@@ -241,10 +250,7 @@ class Projection:
         elif log_entry.type == "trust":
             self._cites(payload.get("charter_sha256"))
         elif log_entry.type == "note" and payload.get("event") == "session_closed":
-            closed = state.release(str(log_entry.session))
-            if closed is not None:
-                state.closed.add(closed.id)
-                state.frozen.discard(closed.id)
+            state.close(str(log_entry.session))
         elif log_entry.type == "note" and _closes_sessions(payload):
             self._interrupt()
 
@@ -258,8 +264,7 @@ class Projection:
             if session_id in escalated:
                 state.frozen.add(session_id)
             else:
-                state.release(session_id)
-                state.closed.add(session_id)
+                state.close(session_id)
 
     def _cites(self, charter: object) -> None:
         """Note the charter a trust event cites (the trust ledger checks the rest of it)."""
@@ -320,8 +325,9 @@ class Projection:
 
 def _closes_sessions(payload: Mapping[str, object]) -> bool:
     """A ``restart`` note after a stop that was not clean, which may have lost observations
-    answered before it (they are not synced on their own): no session open then goes on.
-    Notes from before this rule lack ``closes_sessions`` and close nothing."""
+    answered before it (they are not synced on their own): no session open then goes on
+    (one with an open escalation is only frozen). Notes from before this rule lack
+    ``closes_sessions`` and close nothing."""
     return payload.get("event") == "restart" and payload.get("closes_sessions") is True
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,63 @@ def test_a_crash_closes_the_open_sessions_and_voids_the_tokens_before_it(tmp_pat
         gate.close()
 
 
+def test_a_power_cut_after_a_tool_ran_keeps_what_allowed_the_run(tmp_path: Path) -> None:
+    """The disk holds what the last fsync covered. Copying the folder right after each synced
+    commit gives what a power cut would leave: after a payment ran, the spend and the record of
+    the run (not synced on their own) are gone, but the proposal, verdict, decision and
+    capability that allowed the run are there; the restart names the crash, the session is
+    closed and its token can never run the payment again."""
+    live, disk = tmp_path / "live", tmp_path / "disk"
+    gate, bank, _ = open_gate(live)
+    store: Any = gate.log._store
+    inner = store.append
+
+    def append(first: int, new: Any, nodes: Any, *, sync: bool = True) -> None:
+        inner(first, new, nodes, sync=sync)
+        if sync:
+            shutil.rmtree(disk, ignore_errors=True)
+            shutil.copytree(live, disk, ignore=shutil.ignore_patterns("*-shm", "gate.lock"))
+
+    store.append = append
+    try:
+        sid = gate.open_session("agent-7", banking.INSTRUCTION)
+        granted = _grant(gate, sid)
+        assert gate.execute(sid, granted.token, payment_call()).ok
+        assert bank.calls["send_money"] == 1
+        ran = [e.type for e in entries(gate)[granted.proposal_index :]]
+        assert ran == ["proposal", "verdict", "decision", "capability"] + [
+            "observation",
+            "observation",
+            "execution",
+        ]
+    finally:
+        store.append = inner
+        gate.close()
+
+    after, bank, _ = open_gate(disk)
+    try:
+        kept = entries(after)
+        allowed = granted.proposal_index + 4
+        assert [e.type for e in kept[granted.proposal_index : allowed]] == [
+            "proposal",
+            "verdict",
+            "decision",
+            "capability",
+        ]
+        assert kept[allowed].type == "note"
+        assert kept[allowed].payload["clean"] is False
+        assert len(kept) == allowed + 1  # the run's record was lost with the power
+        assert after.token_floor == allowed
+        _refused_as_interrupted(after, sid, granted.token)
+        fresh = after.open_session("agent-7", banking.INSTRUCTION)
+        with pytest.raises(CapabilityError):
+            after.execute(fresh, granted.token, payment_call())
+        assert bank.calls["send_money"] == 0
+        assert after.log.verify().ok
+    finally:
+        after.close()
+
+
 def test_an_interrupted_session_with_an_open_escalation_waits_for_its_answer(
     tmp_path: Path,
 ) -> None:
@@ -238,12 +296,13 @@ def test_a_token_below_the_floor_is_voided(tmp_path: Path) -> None:
         log.close()
 
 
-def test_only_a_gatekeeper_that_notices_crashes_leaves_observations_unsynced(
+def test_only_a_gatekeeper_that_notices_crashes_leaves_steps_unsynced(
     tmp_path: Path,
 ) -> None:
-    """Opening, observing and closing are committed without their own fsync by a gatekeeper
-    opened on its folder (whose restart note would close the sessions a power cut cut short);
-    proposals, executions and everything of a gatekeeper built directly are synced."""
+    """Opening, observing, recording a tool run and closing are committed without their own
+    fsync by a gatekeeper opened on its folder (whose restart note would close the sessions a
+    power cut cut short and void their tokens); proposals, which decide, are synced, and so is
+    everything of a gatekeeper built directly."""
 
     def record(gate: Any) -> list[tuple[str, bool]]:
         store = gate.log._store
@@ -271,7 +330,7 @@ def test_only_a_gatekeeper_that_notices_crashes_leaves_observations_unsynced(
     finally:
         gate.close()
     proposed = ("proposal,verdict,decision,capability", True)
-    executed = ("observation,observation,execution", True)
+    executed = ("observation,observation,execution", False)
     assert opened == [
         ("observation", False),  # the principal's instruction
         ("observation", False),  # record_observation

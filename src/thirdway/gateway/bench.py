@@ -2,7 +2,7 @@
 
 One action is what an agent does for one protected call, all of it through a real
 :class:`~thirdway.gateway.Gatekeeper` over durable SQLite (``synchronous=FULL``: the proposal's
-and the execution's appends are fsynced before they return; the tool result and the spend, in
+append is fsynced before it returns; the tool result, the spend and the execution record, in
 the same database, are committed at once and reach the disk with the next fsync, see
 :mod:`thirdway.gateway.restart`):
 
@@ -76,7 +76,7 @@ ACTIONS_PER_SESSION: Final = 4
 size of a real task's, rather than growing with the benchmark."""
 STAGES: Final = ("log", "verify", "authorize", "mint", "token", "tool", "other")
 STAGE_LABELS: Final = {
-    "log": "log appends (3 batches, 2 fsynced)",
+    "log": "log appends (3 batches, 1 fsynced)",
     "verify": "verify (reasoning chain)",
     "authorize": "authorize (Cedar)",
     "mint": "mint (Biscuit)",
@@ -393,8 +393,8 @@ def run_bench(config: BenchConfig) -> BenchResult:
             f"target p99 <= {TARGET_P99_MS:g} ms for one agent: {verdict} ({p99:.2f} ms); "
             f"one durable log append here takes "
             f"{floors['log append (1 entry)']['p50_ms']:.2f} ms (p50), a spend "
-            f"{floors['spent-set spend']['p50_ms']:.2f} ms, and an action needs 2 durable "
-            "appends, 1 committed without its own fsync and 1 spend"
+            f"{floors['spent-set spend']['p50_ms']:.2f} ms, and an action needs 1 durable "
+            "append, 2 committed without their own fsync and 1 spend"
         )
     return BenchResult(config, scenarios, floors, enclave, notes)
 

@@ -10,12 +10,13 @@
         ─▶ [observation: call, observation: data (produced_by the call), execution] ─▶ Executed
     act(proposal) ─▶ propose, and when granted execute its action (one session lock) ─▶ Acted
 
-Durability: whatever an answer depends on is durably in the log before the answer is returned,
-the entries of one step in one transaction (see :mod:`thirdway.gateway.writer` for how the
-proposal's index is known before its token is minted). Opening a session, recording an
-observation and closing a session are committed without an fsync of their own: they reach the
-disk with the next synced commit, at the latest the proposal that is verified against them, so
-no verdict, token or tool run ever rests on an entry that is not on the disk. A power cut may
+Durability: every decision (a verdict, a token, a denial, an escalation, an auditor's answer)
+is durably in the log before it is answered, the entries of one step in one transaction (see
+:mod:`thirdway.gateway.writer` for how the proposal's index is known before its token is minted).
+Opening a session, recording an observation, recording a tool run and closing a session are
+committed without an fsync of their own: they reach the disk with the next synced commit, at the
+latest the proposal that is verified against them, so no verdict, token or tool run ever rests
+on an entry that is not on the disk. A power cut may
 lose such a step after it was answered; on SQLite the next start is then not clean, and its
 ``restart`` note closes every session that was open, or freezes one with an open escalation
 until that is answered (:mod:`thirdway.gateway.restart`), so no agent is ever judged against a
@@ -23,9 +24,11 @@ record that lost part of itself. Execution: the token is verified and
 spent (atomically, in the spent-set) before the tool runs; the call, its result and the execution
 record are written together when the tool returns. A crash in between leaves a spent nonce and
 a logged capability without an execution: the action must be proposed again, never run twice.
-(On SQLite the spend reaches the disk with that execution record's commit; a gatekeeper
-reopened after a stop that was not clean refuses every token minted before, see
-:mod:`thirdway.gateway.restart`.)
+On SQLite the spend and the execution record are committed without an fsync of their own as
+well (they reach the disk with the next synced commit), so a durable action costs one fsync,
+the proposal's: a power cut can lose them only as such a crash would, and a gatekeeper reopened
+after a stop that was not clean refuses every token minted before and closes the sessions that
+were open (:mod:`thirdway.gateway.restart`).
 
 Several workers (PostgreSQL, see :meth:`Gatekeeper.open`): every worker appends to one log, and
 the log is the only record of sessions, escalations, trust and dialogues there is. Before it
@@ -1308,9 +1311,17 @@ class Gatekeeper:
         """Write what a tool run did. The token is spent and the tool has run, so this cannot be
         redone: if another worker recorded observations in the session meanwhile (the agent
         acting on one session through two workers at once), the run is reported unrecorded,
-        like a crash between spending and recording (propose again)."""
+        like a crash between spending and recording (propose again).
+
+        Not synced on its own where session steps are not (:attr:`_sync_record`): what let the
+        tool run (proposal, verdict, decision, capability) was durable before its token left
+        the gate, and a power cut that loses this record is the crash between spending and
+        recording that :mod:`thirdway.gateway.restart` already answers (the token voided, the
+        session closed)."""
         try:
-            return self._writer.append(items, check=self._check(session, record_only=True))
+            return self._writer.append(
+                items, check=self._check(session, record_only=True), sync=self._sync_record
+            )
         except StaleRecordError as exc:
             raise GateError(
                 f"the tool ran but its result was not recorded: {exc}; propose the action again"

@@ -2,10 +2,12 @@
 
 The spent-set lives in the log's own database. A spend is committed there without waiting for
 the disk (``synchronous=NORMAL``): it is atomic at once (the nonce's primary key settles every
-race), and it reaches the disk with the gatekeeper's next log commit, which fsyncs the same
-write-ahead log — at the latest the execution record written when the tool returns. That is one
-fsync per action less than a spend synced on its own, and it leaves one window: a machine that
-loses power while a tool runs may lose the spend of a token whose run was never recorded.
+race), and it reaches the disk with the gatekeeper's next synced log commit, which fsyncs the
+same write-ahead log. The execution record written when the tool returns is committed the same
+way. That is two fsyncs per action less than syncing each on its own (the proposal's commit is
+the action's one fsync), and it leaves one window: a machine that loses power after a tool ran
+may lose the spend of its token and the record of the run, while the proposal, the verdict and
+the capability that allowed the run stay on the disk.
 
 This module closes that window. :func:`mark_clean` is the last thing a gatekeeper does when it
 closes (a synced commit, so every spend before it is on disk too). :func:`open_floor`, the first

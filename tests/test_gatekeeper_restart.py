@@ -206,11 +206,8 @@ def test_a_power_cut_after_a_tool_ran_keeps_what_allowed_the_run(tmp_path: Path)
         assert gate.execute(sid, granted.token, payment_call()).ok
         assert bank.calls["send_money"] == 1
         ran = [e.type for e in entries(gate)[granted.proposal_index :]]
-        assert ran == ["proposal", "verdict", "decision", "capability"] + [
-            "observation",
-            "observation",
-            "execution",
-        ]
+        allowed = ["proposal", "verdict", "decision", "capability"]
+        assert ran == [*allowed, "observation", "observation", "execution"]
     finally:
         store.append = inner
         gate.close()

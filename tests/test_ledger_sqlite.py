@@ -422,6 +422,13 @@ def test_bad_appends_and_indices_are_refused(db: Path, monkeypatch: pytest.Monke
         with pytest.raises(LogError, match="past the end"):
             log.entry(1)
         with pytest.raises(LogError, match="past the end"):
+            log.entry(2**70)  # beyond any SQLite integer: still a LogError, not an overflow
+        with pytest.raises(LogError, match="negative"):
+            log.entry(-1)
+        with pytest.raises(InputError, match="must be an integer"):
+            log.entry(True)
+        assert log.entry(0) == b"ok"
+        with pytest.raises(LogError, match="past the end"):
             log.inclusion_proof(5)
         with pytest.raises(LogError, match="out of range"):
             log.root(2)

@@ -343,9 +343,15 @@ class TransparencyLog:
         return size
 
     def entry(self, index: int) -> bytes:
-        """The bytes of entry ``index``."""
-        self._check_index(index, self.size())
-        return self._store.entry(index)
+        """The bytes of entry ``index``. One read of the store: its size is read only to say
+        why an index has no entry (a gatekeeper reads its proposal back at every execution)."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < MAX_LOG_SIZE:
+            self._check_index(index, self.size())  # raises, naming what is wrong
+        try:
+            return self._store.entry(index)
+        except LogError:
+            self._check_index(index, self.size())  # past the end: say so
+            raise
 
     def leaf_hash_at(self, index: int) -> bytes:
         """The stored leaf hash of entry ``index``."""

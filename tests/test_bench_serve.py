@@ -71,8 +71,6 @@ def test_one_flow_runs_alone(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "2"], "needs PostgreSQL"),
-        (["--workers", "1,2"], "needs PostgreSQL"),
         (["--workers", "0"], "--workers"),
         (["--workers", "two"], "--workers"),
         (["--db", "mysql://localhost/thirdway"], "not a storage"),
@@ -95,6 +93,25 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(samples, 99) == 99.0
     assert percentile(samples, 100) == 100.0
     assert percentile([], 99) == 0.0
+
+
+def test_a_tiny_run_with_two_workers_on_one_sqlite_folder(tmp_path: Path) -> None:
+    out = tmp_path / "serve.json"
+    result = runner.invoke(
+        app,
+        ["bench", "serve", "--actions", "32", "--agents", "4", "--workers", "2",
+         "--flow", "both", "--json", str(out), "--dir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    runs = json.loads(out.read_text())["results"]
+    assert [(run["storage"], run["workers"], run["flow"]) for run in runs] == [
+        ("sqlite", 2, "two-call"), ("sqlite", 2, "one-call")
+    ]  # fmt: skip
+    for run in runs:
+        assert run["actions"] == 32 and run["failed"] == 0
+        assert run["log_entries"] >= 32 * 7 + 8
+        assert run["log_verified"] is True and run["clean_shutdown"] is True
+    assert list(tmp_path.iterdir()) == [out]
 
 
 def test_a_tiny_run_on_postgres_with_two_workers(tmp_path: Path, pg_url: str) -> None:

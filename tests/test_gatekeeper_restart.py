@@ -425,7 +425,7 @@ def test_a_failed_clean_stop_record_still_closes_everything(
     sid = gate.open_session("agent-7", banking.INSTRUCTION)
     granted = _grant(gate, sid)
 
-    def broken(_path: Path) -> None:
+    def broken(_path: Path, _state: int = 1) -> None:
         raise LogError("disk full")
 
     monkeypatch.setattr(restart, "mark_clean", broken)
@@ -438,3 +438,86 @@ def test_a_failed_clean_stop_record_still_closes_everything(
         assert bank.calls["send_money"] == 0
     finally:
         reopened.close()
+
+
+def test_workers_share_a_folder_handed_over_and_leave_it_clean_once_all_stopped(
+    tmp_path: Path,
+) -> None:
+    """Several workers on one SQLite folder (``thirdway serve --workers``): they need the folder
+    handed over by a single gatekeeper, follow one another, spend each token once between them,
+    keep any single gatekeeper out while they run, and the stop is recorded clean only once all
+    of them have stopped."""
+    folder = tmp_path / "data"
+    with pytest.raises(GateError, match="not handed over"):
+        open_gate(folder, shared=True)
+    assert not (folder / "log.db").exists()  # the refusal wrote nothing
+    alone, _bank, _ = open_gate(folder)
+    alone.close()
+    with pytest.raises(GateError, match="not handed over"):
+        open_gate(folder, shared=True)  # stopped cleanly, but not handed over
+    alone, _bank, _ = open_gate(folder)
+    with pytest.raises(GateError, match="another gatekeeper is running"):
+        open_gate(folder, shared=True)  # the single gatekeeper still holds the folder
+    alone.hand_over()
+    alone.close()
+
+    first, bank_a, _ = open_gate(folder, shared=True)
+    second, bank_b, _ = open_gate(folder, shared=True)
+    try:
+        with pytest.raises(GateError, match="another gatekeeper is running"):
+            open_gate(folder)
+        sid = first.open_session("agent-7", banking.INSTRUCTION)
+        granted = _grant(second, sid)  # the session opened on the first, continued here
+        assert first.execute(sid, granted.token, payment_call()).ok  # minted there, run here
+        with pytest.raises(CapabilityError) as again:
+            second.execute(sid, granted.token, payment_call())
+        assert again.value.reason == "spent"
+        assert bank_a.calls["send_money"] == 1 and bank_b.calls["send_money"] == 0
+        assert len(second.observations(sid)) == len(first.observations(sid))
+        with pytest.raises(GateError, match="only a gatekeeper opened alone"):
+            first.hand_over()
+    finally:
+        first.close()
+        assert not restart.end_shared(folder, folder / "log.db")  # the second still runs
+        second.close()
+    assert restart.end_shared(folder, folder / "log.db")
+    size = len(entries_at(folder))
+    after, _bank, _ = open_gate(folder)
+    try:
+        assert after.log.size() == size  # a clean stop: no restart note, nothing voided
+        assert after.log.verify().ok
+        assert len(after.observations(sid)) > 1  # the session goes on
+    finally:
+        after.close()
+
+
+def test_a_power_cut_while_workers_run_is_recovered_by_the_next_single_opening(
+    tmp_path: Path,
+) -> None:
+    """Workers commit spends and session steps without their own fsync, as a single gatekeeper
+    does; if they never all stop cleanly (the machine lost power), the folder stays handed over,
+    and the next single opening recovers as from any unclean stop."""
+    folder = tmp_path / "data"
+    alone, _bank, _ = open_gate(folder)
+    alone.hand_over()
+    alone.close()
+    worker, _bank, _ = open_gate(folder, shared=True)
+    sid = worker.open_session("agent-7", banking.INSTRUCTION)
+    granted = _grant(worker, sid)
+    size = worker.log.size()
+    worker.close()  # ... and no end_shared: the supervisor died with the machine
+    after, bank, _ = open_gate(folder)
+    try:
+        assert after.token_floor == size
+        assert entries(after)[size].payload["clean"] is False
+        _refused_as_interrupted(after, sid, granted.token)
+        assert bank.calls["send_money"] == 0
+    finally:
+        after.close()
+
+
+def entries_at(folder: Path) -> list[bytes]:
+    from thirdway.ledger.log import TransparencyLog
+
+    with TransparencyLog.open(folder / "log.db", create=False) as log:
+        return [log.entry(i) for i in range(log.size())]

@@ -1,5 +1,5 @@
-"""``thirdway serve --workers 2 --db postgresql://…`` as an operator runs it: two worker
-processes over one PostgreSQL database, agents acting through both, SIGTERM while they act.
+"""``thirdway serve --workers 2`` as an operator runs it: two worker processes over one
+PostgreSQL database, or one SQLite folder, agents acting through both, SIGTERM while they act.
 
 What must hold: every answer an agent received (a grant, an execution) is in the shared log
 at the index the answer named, with the entry type and session it claims; the log verifies; a
@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,8 +22,9 @@ from pathlib import Path
 import httpx
 
 from postgres_support import pg_url
-from thirdway.gateway import banking
-from thirdway.gateway.gatekeeper import LOG_KEY_NAME
+from thirdway.gateway import Gatekeeper, banking
+from thirdway.gateway.gatekeeper import LOG_KEY_NAME, LOG_NAME
+from thirdway.ledger.log import TransparencyLog
 from thirdway.ledger.open import open_log
 from thirdway.service import ServiceConfig
 from thirdway.service.state import open_keys
@@ -39,6 +41,7 @@ def _free_port() -> int:
 
 def _start(data_dir: Path, url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "THIRDWAY_DB": url, "THIRDWAY_CONSOLE": "false"}
+    env.pop("THIRDWAY_THREADS", None)
     command = [
         sys.executable, "-c", "from thirdway.cli.main import main; main()", "serve",
         "--data-dir", str(data_dir), "--port", str(port), "--workers", "2",
@@ -102,9 +105,11 @@ class _Agent(threading.Thread):
                 self.error = str(exc)[:2000]
 
 
-def test_two_workers_on_postgres_lose_nothing_on_sigterm(tmp_path: Path, pg_url: str) -> None:
+def _two_workers_acting_then_sigterm(tmp_path: Path, db: str) -> tuple[Path, list[_Agent]]:
+    """``thirdway serve --workers 2`` on ``db``, two agents acting through both workers, then
+    SIGTERM while they act; returns the data folder and the agents (their answers)."""
     data_dir = tmp_path / "data"
-    config = ServiceConfig(data_dir=data_dir, db=pg_url, workers=2)
+    config = ServiceConfig(data_dir=data_dir, db=db, workers=2)
     keys = open_keys(config)
     try:
         secrets = [keys.create(f"agent-{n}", "agent") for n in range(2)]
@@ -113,7 +118,8 @@ def test_two_workers_on_postgres_lose_nothing_on_sigterm(tmp_path: Path, pg_url:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "serve.log"
-    server = _start(data_dir, pg_url, port, log_path)
+    server = _start(data_dir, db, port, log_path)
+    agents: list[_Agent] = []
     try:
         _wait_ready(base, server, log_path)
         agents = [_Agent(base, key) for key in secrets]
@@ -142,18 +148,40 @@ def test_two_workers_on_postgres_lose_nothing_on_sigterm(tmp_path: Path, pg_url:
         if line.startswith("{") and "Finished server process" in line
     }
     assert len(pids) == 2, "both workers shut down gracefully"
+    return data_dir, agents
 
+
+def _every_answer_is_logged(log: TransparencyLog, agents: list[_Agent]) -> None:
+    assert log.verify().ok
+    size = log.size()
+    for agent in agents:
+        for kind, sid, answer in agent.answers:
+            if kind == "grant":
+                where = {"proposal": answer["proposal_index"]}
+                where["capability"] = answer["capability_index"]
+            else:
+                where = {"execution": answer["log_index"]}
+            for entry_type, index in where.items():
+                assert isinstance(index, int) and index < size
+                entry = json.loads(log.entry(index))
+                assert (entry["type"], entry["session"]) == (entry_type, sid), entry
+
+
+def test_two_workers_on_postgres_lose_nothing_on_sigterm(tmp_path: Path, pg_url: str) -> None:
+    data_dir, agents = _two_workers_acting_then_sigterm(tmp_path, pg_url)
     with open_log(pg_url, key_path=data_dir / LOG_KEY_NAME, create=False) as log:
-        assert log.verify().ok
+        _every_answer_is_logged(log, agents)
+
+
+def test_two_workers_on_one_sqlite_folder_lose_nothing_on_sigterm(tmp_path: Path) -> None:
+    """The same on SQLite: the workers share the folder's log (SQLite's write lock gives the
+    indices), and once both have stopped the supervisor records the clean stop, so the next
+    opening voids no token and closes no session."""
+    data_dir, agents = _two_workers_acting_then_sigterm(tmp_path, "sqlite")
+    with TransparencyLog.open(data_dir / LOG_NAME, create=False) as log:
+        _every_answer_is_logged(log, agents)
         size = log.size()
-        for agent in agents:
-            for kind, sid, answer in agent.answers:
-                if kind == "grant":
-                    where = {"proposal": answer["proposal_index"]}
-                    where["capability"] = answer["capability_index"]
-                else:
-                    where = {"execution": answer["log_index"]}
-                for entry_type, index in where.items():
-                    assert isinstance(index, int) and index < size
-                    entry = json.loads(log.entry(index))
-                    assert (entry["type"], entry["session"]) == (entry_type, sid), entry
+    with sqlite3.connect(data_dir / LOG_NAME) as conn:
+        assert conn.execute("SELECT clean FROM gate_restart").fetchone() == (1,)
+    with Gatekeeper.open(data_dir) as gate:
+        assert gate.log.size() == size  # no restart note: the stop was clean

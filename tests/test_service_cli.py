@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from thirdway.cli.main import app as cli
@@ -76,8 +77,6 @@ def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "4"], "--workers 4 needs PostgreSQL"),
-        (["--db", "sqlite", "--workers", "2"], "only 1 worker is possible"),
         (["--db", "mysql://db/thirdway"], "not a storage thirdway knows"),
         (["--db", "postgres-ish"], "not a storage thirdway knows"),
     ],
@@ -100,6 +99,8 @@ def test_serve_refusal_does_not_show_a_password(tmp_path: Path) -> None:
     [
         ("sqlite", 1, False),
         ("sqlite:///x.db", 1, False),
+        ("sqlite", 2, False),
+        ("sqlite", 8, False),
         ("postgresql://db/thirdway", 1, True),
         ("postgresql://db/thirdway", 4, True),
         ("postgres://u@db/thirdway", 64, True),
@@ -112,14 +113,26 @@ def test_accepted_storage_and_workers(db: str, workers: int, postgres: bool) -> 
     assert config.postgres is postgres
 
 
+def test_gate_threads_default_to_fewer_per_worker_only_on_shared_sqlite() -> None:
+    from thirdway.service.config import SHARED_SQLITE_THREADS
+
+    assert ServiceConfig().gate_threads == 40
+    assert ServiceConfig(workers=2).gate_threads == SHARED_SQLITE_THREADS
+    assert ServiceConfig(db="postgresql://db/x", workers=4).gate_threads == 40
+    assert ServiceConfig(workers=2, threads=3).gate_threads == 3
+    with pytest.raises(ValidationError):
+        ServiceConfig(threads=0)
+
+
 def test_workers_and_db_come_from_file_and_env(tmp_path: Path) -> None:
     path = tmp_path / "thirdway.toml"
     path.write_text('db = "postgresql://db/thirdway"\nworkers = 3\n')
     config = load_config(path, environ={"THIRDWAY_WORKERS": "4"})
     assert (config.db, config.workers, config.postgres) == ("postgresql://db/thirdway", 4, True)
     config.check_supported()
-    with pytest.raises(InputError, match="needs PostgreSQL"):
-        load_config(path, environ={"THIRDWAY_DB": "sqlite"}).check_supported()
+    on_sqlite = load_config(path, environ={"THIRDWAY_DB": "sqlite"})
+    on_sqlite.check_supported()  # several workers share one SQLite folder
+    assert (on_sqlite.workers, on_sqlite.postgres) == (3, False)
 
 
 def test_workers_get_one_console_secret(tmp_path: Path) -> None:

@@ -9,10 +9,14 @@ before they reach the spent-set), then pruned so the table stays small.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
+import os
 import re
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -125,8 +129,18 @@ class SQLiteSpentSet:
         busy_timeout_s: float = 5.0,
         prune_every: int = PRUNE_EVERY,
         wal_autocheckpoint: int | None = None,
+        writer_lock: bool = False,
     ) -> None:
         self.path = Path(path)
+        self._writer_fd: int | None = None
+        self._writer_lock = threading.Lock()
+        if writer_lock:  # the log's writer lock, see thirdway.ledger.sqlite_shared
+            try:
+                self._writer_fd = os.open(f"{self.path}.writer", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise CapabilityError(
+                    "unavailable", f"cannot open the writer lock of {self.path}: {exc}"
+                ) from None
         self._durable = durable
         self._busy_timeout_s = busy_timeout_s
         self._prune_every = prune_every
@@ -142,10 +156,11 @@ class SQLiteSpentSet:
     def spend(self, nonce: str, expires_at: int, now: float) -> None:
         _check_spend(nonce, expires_at, now)
         try:
-            self._connection().execute(
-                "INSERT INTO capability_spent (nonce, expires_at, spent_at) VALUES (?, ?, ?)",
-                (nonce, expires_at, now),
-            )
+            with self._writing():
+                self._connection().execute(
+                    "INSERT INTO capability_spent (nonce, expires_at, spent_at) VALUES (?, ?, ?)",
+                    (nonce, expires_at, now),
+                )
         except sqlite3.IntegrityError:
             raise _spent_error(nonce) from None
         except sqlite3.Error as exc:
@@ -185,6 +200,24 @@ class SQLiteSpentSet:
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+            fd, self._writer_fd = self._writer_fd, None
+        if fd is not None:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """With ``writer_lock``: hold the log's cross-process writer lock (a kernel lock whose
+        waiters wake at once, instead of sleeping in SQLite's busy handler) for one write."""
+        fd = self._writer_fd
+        if fd is None:
+            yield
+            return
+        with self._writer_lock:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _due_for_pruning(self) -> bool:
         with self._counter_lock:

@@ -366,10 +366,14 @@ class Gatekeeper:
         db: str | None = None,
         origin: str | None = None,
         checkpoint_every_s: float | None = None,
+        shared: bool = False,
         **options: Any,
     ) -> Gatekeeper:
         """A gatekeeper over ``data_dir`` (created if missing). Reopening carries on where it
         stopped. ``options`` are the constructor's keyword arguments.
+
+        ``shared`` (SQLite only): this process is one of several workers on ``data_dir`` (see
+        :meth:`_open_shared`).
 
         Without ``db`` (one machine, one process): ``data_dir`` holds ``log.db`` (the
         transparency log and, in the same database, the spent-set and the record of clean
@@ -399,6 +403,8 @@ class Gatekeeper:
                 "checkpoint_every_s elects a signer among several workers; it needs db="
             )
         path = folder / LOG_NAME
+        if shared:
+            return cls._open_shared(folder, path, issuer, origin, options)
         tenancy = restart.Tenancy(folder, path)
         try:
             log = TransparencyLog.open(path, origin=origin, background_checkpoints=True)
@@ -428,6 +434,46 @@ class Gatekeeper:
             tenancy.release()
             raise
         gate._owned = [spent, log, tenancy]  # the clean stop is recorded last
+        return gate
+
+    @classmethod
+    def _open_shared(
+        cls,
+        folder: Path,
+        path: Path,
+        issuer: CapabilityIssuer,
+        origin: str | None,
+        options: dict[str, Any],
+    ) -> Gatekeeper:
+        """One of several worker processes on one SQLite folder (``thirdway serve --workers``).
+
+        They share the folder (a shared lock on ``gate.lock``: no single gatekeeper can open it
+        meanwhile) and its log, whose store gives the indices under SQLite's write lock
+        (:mod:`thirdway.ledger.sqlite_shared`); each follows what the others append, as workers
+        on PostgreSQL do. Spends and session steps are committed as a single gatekeeper commits
+        them, reaching the disk with the next synced commit: the folder must have been handed
+        over to workers by a single gatekeeper (:meth:`hand_over`), and it is recorded clean
+        only once they have all stopped, so a power cut meanwhile is recovered from as any
+        unclean stop (:func:`thirdway.gateway.restart.shared_floor`)."""
+        tenancy = restart.Tenancy(folder, path, shared=True)
+        owned: list[Closeable] = [tenancy]
+        try:
+            floor = restart.shared_floor(path)
+            log = TransparencyLog.open(
+                path, origin=origin, create=False, background_checkpoints=True, shared=True
+            )
+            owned.insert(0, log)
+            spent = SQLiteSpentSet(
+                path, durable=False, wal_autocheckpoint=FALLBACK_PAGES, writer_lock=True
+            )
+            owned.insert(0, spent)
+            gate = cls(log, issuer=issuer, spent_set=spent, token_floor=floor, **options)
+            gate._sync_record = False
+        except BaseException:
+            for resource in owned:
+                resource.close()
+            raise
+        gate._owned = owned
         return gate
 
     @classmethod
@@ -466,6 +512,14 @@ class Gatekeeper:
             raise
         gate._owned = owned
         return gate
+
+    def hand_over(self) -> None:
+        """Let :meth:`close` hand this gatekeeper's SQLite folder over to several workers
+        (:meth:`_open_shared`) instead of recording a clean stop."""
+        tenancies = [r for r in self._owned if isinstance(r, restart.Tenancy)]
+        if not tenancies or self._writer.sequenced:
+            raise GateError("only a gatekeeper opened alone on a SQLite folder can hand it over")
+        tenancies[0].hand_over()
 
     def close(self) -> None:
         """Close what :meth:`open` opened. Everything already answered is durable. Every

@@ -53,6 +53,12 @@ from thirdway.errors import GateError, LogError
 
 LOCK_NAME = "gate.lock"
 
+_CLEAN = 1
+"""``gate_restart.clean`` after a clean stop (0: a gatekeeper is running, or stopped uncleanly)."""
+_WORKERS = 2
+"""``gate_restart.clean`` while several workers share the folder (:func:`shared_floor`): not a
+clean stop, so a power cut meanwhile is recovered from like any unclean stop."""
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS gate_restart ("
     " id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -81,7 +87,7 @@ def open_floor(path: Path, log_size: int) -> Opening:
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT token_floor, clean FROM gate_restart").fetchone()
-            clean = None if row is None else bool(row[1])
+            clean = None if row is None else row[1] == _CLEAN
             previous = 0 if row is None else int(row[0])
             floor = previous if clean else max(previous, log_size)
             conn.execute(
@@ -97,10 +103,51 @@ def open_floor(path: Path, log_size: int) -> Opening:
     return Opening(token_floor=floor, clean=clean, raised=floor > previous)
 
 
-def mark_clean(path: Path) -> None:
-    """Record a clean stop. Synced, so every spend committed before it is on disk as well."""
+def shared_floor(path: Path) -> int:
+    """The token floor for a worker of several on ``path`` (:meth:`Gatekeeper.open` with
+    ``shared``). Workers commit spends and session steps the way a single gatekeeper does
+    (reaching the disk with the next synced commit), but none of them can recover from an
+    unclean stop (close the interrupted sessions, raise the floor) while others run. So the
+    folder is handed over to workers by a single gatekeeper that opened it first, did that
+    recovery and closed with :meth:`Tenancy.hand_over` (``thirdway serve --workers`` does this
+    before it starts them), and :func:`end_shared` records the clean stop once every worker has
+    stopped; a power cut in between leaves the folder not clean, and the next single opening
+    recovers as from any unclean stop."""
+    row = None
+    if path.is_file():
+        with _connect(path) as conn:
+            row = conn.execute("SELECT token_floor, clean FROM gate_restart").fetchone()
+    if row is None or row[1] != _WORKERS:
+        raise GateError(
+            f"the gatekeeper folder of {path} was not handed over to workers: several workers "
+            "start from `thirdway serve --workers N`, which first opens the folder alone"
+        )
+    return int(row[0])
+
+
+def end_shared(folder: Path, path: Path) -> bool:
+    """Record the clean stop of a folder's workers once they have all stopped (a single
+    gatekeeper's lock is taken to be sure); False, recording nothing, when some process still
+    holds the folder or it was not handed over to workers."""
+    try:
+        tenancy = Tenancy(folder, path)
+    except GateError:
+        return False
+    try:
+        with _connect(path) as conn:
+            updated = conn.execute(
+                "UPDATE gate_restart SET clean = ? WHERE clean = ?", (_CLEAN, _WORKERS)
+            ).rowcount
+    finally:
+        tenancy.release()
+    return updated == 1
+
+
+def mark_clean(path: Path, state: int = _CLEAN) -> None:
+    """Record a clean stop (or, ``state`` :data:`_WORKERS`, the hand-over to workers). Synced, so
+    every spend committed before it is on disk as well."""
     with _connect(path) as conn:
-        conn.execute("UPDATE gate_restart SET clean = 1")
+        conn.execute("UPDATE gate_restart SET clean = ?", (state,))
 
 
 @contextlib.contextmanager
@@ -124,21 +171,23 @@ class Tenancy:
     ``flock`` on ``folder/gate.lock``, and, on a clean close, the clean-stop record in
     ``database`` (see the module docstring)."""
 
-    def __init__(self, folder: Path, database: Path) -> None:
+    def __init__(self, folder: Path, database: Path, *, shared: bool = False) -> None:
         self.path = folder / LOCK_NAME
         self.database = database
         self._opened = False
+        self._state = _CLEAN
         try:
             self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise GateError(f"cannot create the lock file {self.path}: {exc.strerror}") from None
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError:
             self.release()
             raise GateError(
                 f"another gatekeeper is running on {folder} (it holds {self.path}); a folder "
-                "serves one gatekeeper process at a time"
+                "serves one gatekeeper process at a time, or several workers of one "
+                "`thirdway serve --workers`"
             ) from None
 
     def open_floor(self, log_size: int) -> Opening:
@@ -148,11 +197,16 @@ class Tenancy:
         self._opened = True
         return opening
 
+    def hand_over(self) -> None:
+        """Close for workers: :meth:`close` records the hand-over (:func:`shared_floor`)
+        instead of a clean stop."""
+        self._state = _WORKERS
+
     def close(self) -> None:
         """A clean stop: record it (synced), then release the folder."""
         try:
             if self._opened:
-                mark_clean(self.database)
+                mark_clean(self.database, self._state)
         finally:
             self.release()
 

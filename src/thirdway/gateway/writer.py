@@ -64,6 +64,9 @@ class LogWriter:
         self.log = log
         self.sequenced: bool = getattr(log, "sequenced", False)
         self._own: list[range] = []
+        self._own_lock = threading.Lock()
+        self._pending: int | None = None
+        """The first index of the sequenced group being committed, once it has one."""
         self._on_time = on_time
         self._queue: list[_Request] = []
         self._queue_lock = threading.Lock()
@@ -110,11 +113,23 @@ class LogWriter:
             raise
 
     def settled(self) -> tuple[int, list[range]]:
-        """The log's size read while none of this writer's groups is in flight, and the ranges
-        this writer committed since the last call (each below that size)."""
+        """The log's size, and the ranges this writer committed since the last call: every
+        entry below that size is either another writer's or in one of those ranges.
+
+        A group in flight is waited for only when its commit may already be in the size read
+        (its first index is below it) but not yet among the ranges: waiting for every group in
+        flight made each worker's catch-up queue behind its own commit, and so behind the other
+        workers' commits that one waits for."""
+        size = self.log.size()
+        with self._own_lock:
+            pending = self._pending
+            if pending is None or pending >= size:
+                own, self._own = self._own, []
+                return size, own
         with self._commit_lock:
             size = self.log.size()
-            own, self._own = self._own, []
+            with self._own_lock:
+                own, self._own = self._own, []
         return size, own
 
     def _write(self, group: list[_Request]) -> None:
@@ -153,6 +168,8 @@ class LogWriter:
         built: list[_Request] = []
 
         def build(start: int) -> list[bytes]:
+            with self._own_lock:
+                self._pending = start
             data: list[bytes] = []
             for request in group:
                 encoded = self._build(request, start + len(data))
@@ -163,12 +180,16 @@ class LogWriter:
             return data
 
         try:
-            written = self.log.append_built(build)
+            written = self.log.append_built(build, sync=any(r.sync for r in group))
         except Exception as exc:  # nothing of the group is in the log
+            with self._own_lock:
+                self._pending = None
             _finish([request for request in group if not request.done], exc)
             return
-        if len(written):
-            self._own.append(written)
+        with self._own_lock:
+            if len(written):
+                self._own.append(written)
+            self._pending = None
         _finish(built, None)
 
     @staticmethod

@@ -146,17 +146,22 @@ class TransparencyLog:
         create: bool = True,
         origin: str | None = None,
         background_checkpoints: bool = False,
+        shared: bool = False,
     ) -> TransparencyLog:
         """Open the log at ``path``, creating it (and its key ``<path>.key``) if allowed.
 
         ``origin`` names the log in its checkpoints; a new log gets ``thirdway.local/log/<random>``
         by default. Opening an existing log with a different ``origin`` is an error.
         ``background_checkpoints``: for a log that serves requests (:mod:`thirdway.ledger.wal`).
+        ``shared``: several processes append to it (:mod:`thirdway.ledger.sqlite_shared`).
         """
         path = Path(path)
-        store = SQLiteLogStore.open(
-            path, create=create, background_checkpoints=background_checkpoints
-        )
+        opener = SQLiteLogStore.open
+        if shared:
+            from thirdway.ledger.sqlite_shared import SharedSQLiteLogStore
+
+            opener = SharedSQLiteLogStore.open
+        store = opener(path, create=create, background_checkpoints=background_checkpoints)
         return cls.from_store(
             store, key_path=key_path_for(path), create=create, origin=origin, name=str(path)
         )
@@ -288,7 +293,7 @@ class TransparencyLog:
         """Whether the store gives the indices itself (several processes append: PostgreSQL)."""
         return self._sequencer is not None
 
-    def append_built(self, build: Callable[[int], Sequence[bytes]]) -> range:
+    def append_built(self, build: Callable[[int], Sequence[bytes]], *, sync: bool = True) -> range:
         """Append what ``build(first)`` returns, ``first`` being the index its entries start at,
         in one durable transaction of a sequencing store: ``build`` runs while the store holds
         its sequencer lock, so no other process can take those indices (a token bound to its
@@ -304,7 +309,7 @@ class TransparencyLog:
                 raise InputError(f"a batch holds at most {MAX_BATCH} entries; got {len(items)}")
             return _new_entries(items)
 
-        written: range = builder(entries)
+        written: range = builder(entries, sync=sync)
         return written
 
     def entries_between(self, start: int, stop: int) -> list[tuple[int, bytes]]:

@@ -308,11 +308,14 @@ class PostgresLogStore:
         complete, in one transaction under the state row lock; returns their indices."""
         return self.append_built(lambda _start: entries)
 
-    def append_built(self, build: Callable[[int], Sequence[NewEntry]]) -> range:
+    def append_built(
+        self, build: Callable[[int], Sequence[NewEntry]], *, sync: bool = True
+    ) -> range:
         """Like :meth:`append_sequenced`, but the entries are made by ``build(first_index)``
         while the state row is locked, so they may refer to their own indices (a capability
         token bound to its proposal's index) with no other worker able to take those indices.
-        Anything ``build`` raises rolls the transaction back and propagates."""
+        Anything ``build`` raises rolls the transaction back and propagates. Every commit is
+        as durable as the server's ``synchronous_commit`` (``sync`` is not used)."""
         with self._guard("append"), self._engine_or_fail().begin() as connection:
             start = self._lock_size(connection)
             entries = build(start)

@@ -50,11 +50,11 @@ def create_app(
     def gate_threads() -> ThreadPoolExecutor:
         # the hot routes hand their gate calls to these threads (see deps.in_thread); threads
         # start on first use
-        return ThreadPoolExecutor(config.threads, thread_name_prefix="gate")
+        return ThreadPoolExecutor(config.gate_threads, thread_name_prefix="gate")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        anyio.to_thread.current_default_thread_limiter().total_tokens = config.threads
+        anyio.to_thread.current_default_thread_limiter().total_tokens = config.gate_threads
         logger.info("serving", extra={"data_dir": str(config.data_dir)})
         try:
             yield

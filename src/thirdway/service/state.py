@@ -80,6 +80,7 @@ class Services:
                 config.data_dir,
                 db=config.db if config.postgres else None,
                 checkpoint_every_s=config.checkpoint_seconds if config.postgres else None,
+                shared=config.workers > 1 and not config.postgres,
                 tools=registry,
                 verifier=judged_verifier(registry),
                 tiers=tiers,

@@ -1,6 +1,6 @@
 """Running the service: one uvicorn worker in this process, or several worker processes.
 
-With several workers (PostgreSQL only) uvicorn's supervisor binds the socket once and starts
+With several workers uvicorn's supervisor binds the socket once and starts
 ``workers`` processes that accept connections from it; each builds its app with
 :func:`worker_app`, opening its own services over the shared database. The configuration
 reaches them as JSON in an environment variable (the processes are spawned, not forked, so
@@ -28,6 +28,8 @@ from fastapi import FastAPI
 
 from thirdway.errors import InputError
 from thirdway.gateway.collector import tune_collector
+from thirdway.gateway.gatekeeper import LOG_NAME
+from thirdway.gateway.restart import end_shared
 from thirdway.service.config import ServiceConfig
 
 CONFIG_ENV = "THIRDWAY_WORKER_CONFIG_JSON"
@@ -96,11 +98,23 @@ def run(config: ServiceConfig) -> None:
         tune_collector()
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
-    Services.open(config).close()
+    # Alone, before any worker: on SQLite this is also the single gatekeeper that recovers
+    # from an unclean stop, which the workers cannot do while others run, and hands the
+    # folder over to them (thirdway.gateway.restart.shared_floor).
+    alone = Services.open(config.model_copy(update={"workers": 1}))
+    try:
+        if not config.postgres:
+            alone.gate.hand_over()
+    finally:
+        alone.close()
     os.environ[CONFIG_ENV] = for_workers(config).model_dump_json()
-    uvicorn.run(
-        "thirdway.service.worker:worker_app",
-        factory=True,
-        workers=config.workers,
-        **common,  # type: ignore[arg-type]
-    )
+    try:
+        uvicorn.run(
+            "thirdway.service.worker:worker_app",
+            factory=True,
+            workers=config.workers,
+            **common,  # type: ignore[arg-type]
+        )
+    finally:
+        if not config.postgres:
+            end_shared(config.data_dir, config.data_dir / LOG_NAME)

@@ -2,10 +2,10 @@
 
 Each run starts ``thirdway serve`` in a subprocess (uvicorn, the service's defaults: durable log
 appends and spends) with a given number of worker processes over a given storage: SQLite in a
-temporary folder (one worker) or a PostgreSQL database (any number of workers). The bench makes
-a fresh database for each PostgreSQL run and drops it afterwards, unless the URL it was given
-names a database, which is then used as it is. One SQLite single-worker run always comes first,
-as the reference the PostgreSQL rows are read against.
+temporary folder (one worker, or several sharing it) or a PostgreSQL database (any number of
+workers). The bench makes a fresh database for each PostgreSQL run and drops it afterwards,
+unless the URL it was given names a database, which is then used as it is. With PostgreSQL one
+SQLite single-worker run comes first, as the reference the PostgreSQL rows are read against.
 
 The load: ``agents`` concurrent agents, each with its own API key and one keep-alive HTTP/1.1
 connection, open a session and run gated actions in it: a proposal (parsed, verified,
@@ -101,8 +101,9 @@ class ServeBenchConfig:
         return cls(count, agents, counts, db, folder, time_limit, flows)
 
     def runs(self) -> list[tuple[str, int, str]]:
-        """(storage, workers, flow) of every run: SQLite with one worker first, then each
-        worker count on PostgreSQL when ``db`` is PostgreSQL; each once per flow, in turn."""
+        """(storage, workers, flow) of every run: each worker count on SQLite, or, when ``db``
+        is PostgreSQL, SQLite with one worker first, then each worker count on PostgreSQL; each
+        once per flow, in turn."""
         if not is_postgres_db(self.db):
             places = [("sqlite", n) for n in self.workers]
         else:

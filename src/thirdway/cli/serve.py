@@ -40,7 +40,11 @@ def serve(
     db: DbOption = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", help="Worker processes (default 1; more need PostgreSQL)."),
+        typer.Option(
+            "--workers",
+            help="Worker processes (default 1; several share one SQLite folder or one "
+            "PostgreSQL database).",
+        ),
     ] = None,
 ) -> None:
     """Run the gateway service (HTTP API and auditor console) until SIGINT/SIGTERM."""
@@ -137,7 +141,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         workers: Annotated[
             str,
             typer.Option(
-                "--workers", help="Worker counts to run, like 1,2,4 (more than 1 needs --db)."
+                "--workers", help="Worker counts to run, like 1,2,4 (on SQLite, or on --db)."
             ),
         ] = "1",
         db: Annotated[

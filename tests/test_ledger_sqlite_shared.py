@@ -69,5 +69,8 @@ def test_a_failed_build_writes_nothing_and_appends_go_on(tmp_path: Path) -> None
             store.append(5, [], [])  # an exact index another process already took
         log.checkpoint()
         assert log.verify().ok
+        with pytest.raises(LogError, match="refused"):
+            store.add_checkpoint(1, "a late checkpoint of a smaller tree")
+        assert [c.size for c in store.checkpoints()] == [log.size()]
     with pytest.raises(LogError, match="no log"):
         TransparencyLog.open(tmp_path / "none.db", create=False, shared=True)

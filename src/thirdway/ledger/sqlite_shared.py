@@ -104,8 +104,26 @@ class SharedSQLiteLogStore(SQLiteLogStore):
         self._sync_wal()
 
     def add_checkpoint(self, size: int, note: str) -> None:
-        with self._appending, self._writer_locked():
-            super().add_checkpoint(size, note)
+        """Store a checkpoint; refuses one for a smaller size than the newest stored one, so
+        that a worker's late checkpoint cannot follow another's larger one (as on PostgreSQL).
+        """
+        with self._appending, self._writer_locked(), self._guard("store a checkpoint"):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                last = conn.execute(
+                    "SELECT seq, size FROM checkpoints ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                if last is not None and size < int(last[1]):
+                    raise LogError(
+                        f"checkpoint for size {size} refused: checkpoint #{last[0]} already "
+                        f"signs size {last[1]}"
+                    )
+                conn.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (size, note))
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
         self._sync_wal()
 
     def append_built(

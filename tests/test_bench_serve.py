@@ -30,8 +30,8 @@ def test_a_tiny_run_measures_both_flows_and_shuts_down_cleanly(tmp_path: Path) -
     out = tmp_path / "serve.json"
     result = runner.invoke(
         app,
-        ["bench", "serve", "--actions", "24", "--agents", "3", "--json", str(out),
-         "--dir", str(tmp_path)],
+        ["bench", "serve", "--actions", "24", "--agents", "3", "--workers", "1",
+         "--json", str(out), "--dir", str(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "2-call" in result.output and "1-call" in result.output
@@ -59,7 +59,7 @@ def test_one_flow_runs_alone(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         ["bench", "serve", "--actions", "8", "--agents", "2", "--flow", "one-call",
-         "--json", str(out), "--dir", str(tmp_path)],
+         "--workers", "1", "--json", str(out), "--dir", str(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     runs = json.loads(out.read_text())["results"]
@@ -153,6 +153,7 @@ def test_the_bench_makes_and_drops_its_own_database(pg_url: str) -> None:
 
 
 def test_worker_counts_and_runs() -> None:
+    assert ServeBenchConfig.build().workers == (1, 2)  # one worker, and two sharing SQLite
     assert parse_workers("1,2,4") == (1, 2, 4)
     assert parse_workers("4, 2,4") == (4, 2)
     with pytest.raises(InputError, match="--workers"):
@@ -162,7 +163,10 @@ def test_worker_counts_and_runs() -> None:
         ("sqlite", 1, "two-call"), ("postgresql://h/db", 1, "two-call"),
         ("postgresql://h/db", 2, "two-call"), ("postgresql://h/db", 4, "two-call"),
     ]  # fmt: skip
-    assert ServeBenchConfig.build().runs() == [("sqlite", 1, "two-call"), ("sqlite", 1, "one-call")]
+    assert ServeBenchConfig.build().runs() == [
+        ("sqlite", 1, "two-call"), ("sqlite", 1, "one-call"),
+        ("sqlite", 2, "two-call"), ("sqlite", 2, "one-call"),
+    ]  # fmt: skip
     both = ServeBenchConfig.build(workers="2", db="postgresql://h/db").runs()
     assert both == [
         ("sqlite", 1, "two-call"), ("sqlite", 1, "one-call"),

@@ -81,7 +81,7 @@ class ServeBenchConfig:
         quick: bool = False,
         actions: int | None = None,
         agents: int = 32,
-        workers: str | Sequence[int] = "1",
+        workers: str | Sequence[int] = "1,2",
         db: str = "sqlite",
         folder: Path | None = None,
         time_limit: float = 120.0,

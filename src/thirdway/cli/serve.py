@@ -141,9 +141,10 @@ def register_bench(bench_app: typer.Typer) -> None:
         workers: Annotated[
             str,
             typer.Option(
-                "--workers", help="Worker counts to run, like 1,2,4 (on SQLite, or on --db)."
+                "--workers",
+                help="Worker counts to run, like 1,2,4 (on SQLite, or on --db; default 1,2).",
             ),
-        ] = "1",
+        ] = "1,2",
         db: Annotated[
             str,
             typer.Option(

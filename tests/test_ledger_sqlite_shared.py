@@ -7,6 +7,8 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from thirdway.errors import LogError
 from thirdway.ledger.log import TransparencyLog
@@ -74,3 +76,57 @@ def test_a_failed_build_writes_nothing_and_appends_go_on(tmp_path: Path) -> None
         assert [c.size for c in store.checkpoints()] == [log.size()]
     with pytest.raises(LogError, match="no log"):
         TransparencyLog.open(tmp_path / "none.db", create=False, shared=True)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.lists(
+        st.lists(st.sampled_from(b"ab\x00{}"), min_size=1, max_size=12).map(bytes),
+        min_size=1,
+        max_size=20,
+    ),
+    needle=st.lists(st.sampled_from(b"ab\x00"), max_size=3).map(bytes),
+    bounds=st.tuples(st.integers(0, 22), st.integers(0, 22)),
+)
+def test_entries_containing_is_entries_between_filtered(
+    tmp_path_factory: pytest.TempPathFactory,
+    data: list[bytes],
+    needle: bytes,
+    bounds: tuple[int, int],
+) -> None:
+    """The search SQLite makes (a shared store) and the filter the log makes otherwise agree
+    with reading every entry and keeping those that contain the needle."""
+    folder = tmp_path_factory.mktemp("containing")
+    start, stop = bounds
+    with (
+        TransparencyLog.open(folder / "shared.db", shared=True) as shared,
+        TransparencyLog.open(folder / "plain.db") as plain,
+    ):
+        for log in (shared, plain):
+            log.append_batch(data)
+            stop_at = min(stop, log.size())
+            expected = [(i, d) for i, d in log.entries_between(start, stop_at) if needle in d]
+            assert log.entries_containing(start, stop_at, needle) == expected
+
+
+@pytest.mark.parametrize("gap", [0, 1, 7, 300])
+def test_an_appender_catches_its_merkle_border_up_with_what_others_appended(
+    tmp_path: Path, gap: int
+) -> None:
+    """A worker's cached border is extended by the others' leaves (or read again after a long
+    gap): the tree it then writes is the right one."""
+    path = tmp_path / "log.db"
+    with (
+        TransparencyLog.open(path, shared=True) as one,
+        TransparencyLog.open(path, create=False, shared=True) as other,
+    ):
+        one.append(b"first")
+        for n in range(gap):
+            other.append(f"other {n}".encode())
+        one.append_batch([b"then", b"more"])
+        other.append(b"last")
+        assert one.size() == other.size() == gap + 4
+        assert one.verify().ok and other.verify().ok
+        assert one.root() == other.root()

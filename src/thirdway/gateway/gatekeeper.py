@@ -659,9 +659,7 @@ class Gatekeeper:
         needle = sid.encode() if _PLAIN_ID.fullmatch(sid) else b""
 
         def check(first: int) -> None:
-            for index, data in self.log.entries_between(since, first):
-                if needle not in data:
-                    continue
+            for index, data in self.log.entries_containing(since, first, needle):
                 log_entry = _parse(index, data)
                 if log_entry.session == sid and touches_record(log_entry, record_only):
                     raise StaleRecordError(

@@ -312,6 +312,16 @@ class TransparencyLog:
         written: range = builder(entries, sync=sync)
         return written
 
+    def entries_containing(self, start: int, stop: int, needle: bytes) -> list[tuple[int, bytes]]:
+        """:meth:`entries_between`, only those whose bytes contain ``needle`` (a store that can
+        searches itself; otherwise they are read and filtered here). An empty ``needle``
+        matches every entry."""
+        search = getattr(self._store, "read_range_containing", None)
+        if search is not None and needle:
+            found: list[tuple[int, bytes]] = search(start, stop, needle)
+            return found
+        return [item for item in self.entries_between(start, stop) if needle in item[1]]
+
     def entries_between(self, start: int, stop: int) -> list[tuple[int, bytes]]:
         """The stored entries with ``start <= index < stop`` as ``(index, bytes)``, in order
         (one query where the store can; what a worker reads to follow the others)."""

@@ -45,6 +45,11 @@ from thirdway.ledger.store import NewEntry, StaleSizeError
 __all__ = ["SharedSQLiteLogStore"]
 
 _ENTRIES_FROM = "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx"
+_ENTRIES_CONTAINING = (
+    "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ? AND instr(data, ?) > 0 ORDER BY idx"
+)
+_FRONTIER_GAP = 256
+"""Most entries of other processes a cached Merkle border is extended by, rather than read."""
 
 
 class SharedSQLiteLogStore(SQLiteLogStore):
@@ -185,12 +190,27 @@ class SharedSQLiteLogStore(SQLiteLogStore):
         return range(start, start + len(entries))
 
     def _frontier_at(self, size: int) -> Frontier:
-        """A private copy of the tree's right border at ``size``: the cached one if no other
-        process appended since this one last did, else read in the current transaction."""
+        """A private copy of the tree's right border at ``size``: the cached one, extended by
+        the leaves other processes appended since this one last did (one read of a few leaf
+        hashes, where loading the border reads a node per level), or, after a long gap, read
+        in the current transaction."""
         cached = self._frontier
-        if cached is not None and cached.size == size:
-            return cached.copy()
-        return Frontier.load(size, self)
+        if cached is None or not 0 <= size - cached.size <= _FRONTIER_GAP:
+            return Frontier.load(size, self)
+        frontier = cached.copy()
+        if size > cached.size:
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                    (cached.size, size),
+                )
+                .fetchall()
+            )
+            if len(rows) != size - cached.size:
+                raise LogError(f"log {self._path} is missing entries below {size}")
+            frontier.extend([_blob(row[0]) for row in rows])
+        return frontier
 
     @contextlib.contextmanager
     def _writer_locked(self) -> Iterator[None]:
@@ -222,6 +242,18 @@ class SharedSQLiteLogStore(SQLiteLogStore):
             return []
         with self._reading("read entries") as conn:
             rows = conn.execute(_ENTRIES_FROM, (start, stop)).fetchall()
+        return [(int(index), _blob(data)) for index, data in rows]
+
+    def read_range_containing(
+        self, start: int, stop: int, needle: bytes
+    ) -> list[tuple[int, bytes]]:
+        """:meth:`read_range`, only the entries whose bytes contain ``needle`` (searched by
+        SQLite, so a worker checking whether another one wrote to a session reads none of the
+        entries that do not name it)."""
+        if stop <= start:
+            return []
+        with self._reading("read entries") as conn:
+            rows = conn.execute(_ENTRIES_CONTAINING, (start, stop, needle)).fetchall()
         return [(int(index), _blob(data)) for index, data in rows]
 
     @contextlib.contextmanager

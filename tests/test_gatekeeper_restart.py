@@ -15,7 +15,7 @@ import pytest
 
 import gatekeeper_support
 from gatekeeper_support import entries, open_gate, payment_call, read_bill
-from thirdway.errors import CapabilityError, GateError, LogError
+from thirdway.errors import CapabilityError, GateError, InputError, LogError
 from thirdway.gateway import Denied, FixedTier, Granted, banking, restart
 from thirdway.gateway.entries import entry, restart_entry
 from thirdway.gateway.restart import mark_clean, open_floor
@@ -451,6 +451,8 @@ def test_workers_share_a_folder_handed_over_and_leave_it_clean_once_all_stopped(
     with pytest.raises(GateError, match="not handed over"):
         open_gate(folder, shared=True)
     assert not (folder / "log.db").exists()  # the refusal wrote nothing
+    with pytest.raises(InputError, match="shared is for several workers on one SQLite"):
+        open_gate(folder, shared=True, db="postgresql://db/thirdway")
     alone, _bank, _ = open_gate(folder)
     alone.close()
     with pytest.raises(GateError, match="not handed over"):

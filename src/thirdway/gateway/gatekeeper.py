@@ -397,6 +397,11 @@ class Gatekeeper:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         issuer = load_or_create_issuer(folder / KEY_NAME)
         if db is not None:
+            if shared:
+                raise InputError(
+                    "shared is for several workers on one SQLite folder; workers on PostgreSQL "
+                    "always share their database (leave shared out)"
+                )
             return cls._open_postgres(folder, db, issuer, origin, checkpoint_every_s, options)
         if checkpoint_every_s is not None:
             raise InputError(

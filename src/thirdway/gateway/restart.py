@@ -33,10 +33,15 @@ session, and its agent can close it once they have. That is one
 fsync less for each of those steps; a verdict, a token and a tool run still rest only on
 entries that are on the disk.
 
-All of this assumes one gatekeeper per folder (which the log's single writer needs anyway), so
-:class:`Tenancy` makes it a rule: a second gatekeeper opening a folder in use is refused at
-once instead of voiding the first one's tokens or batches. The kernel drops the lock when the
-process dies, so a crash never leaves the folder locked.
+All of this assumes one gatekeeper per folder, so :class:`Tenancy` makes it a rule: a second
+gatekeeper opening a folder in use is refused at once instead of voiding the first one's tokens
+or batches. The kernel drops the lock when the process dies, so a crash never leaves the folder
+locked. The one exception is several workers of one ``thirdway serve --workers`` (they share
+the log through :mod:`thirdway.ledger.sqlite_shared`): a single gatekeeper opens the folder
+first, recovers from an unclean stop if there was one, and hands the folder over
+(:meth:`Tenancy.hand_over`); the workers then hold the lock shared, and the clean stop is
+recorded only once all of them have stopped (:func:`end_shared`). Until then the folder is not
+clean, so a power cut while they run is recovered from like any other unclean stop.
 """
 
 from __future__ import annotations

@@ -237,10 +237,7 @@ class SQLiteLogStore:
                     actual = self._size()
                     if actual != first_index:
                         raise StaleSizeError(first_index, actual)
-                    if entries:
-                        _insert(conn, _INSERT_ENTRIES, 3, _entry_values(first_index, entries))
-                    if nodes:
-                        _insert(conn, _INSERT_NODES, 2, _node_values(nodes))
+                    insert_batch(conn, first_index, entries, nodes)
                     conn.execute("COMMIT")
                 except BaseException:
                     self._rollback()
@@ -358,6 +355,20 @@ class SQLiteLogStore:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.close()
                 self._conn = None
+
+
+def insert_batch(
+    conn: sqlite3.Connection,
+    first_index: int,
+    entries: Sequence[NewEntry],
+    nodes: Sequence[tuple[NodeId, bytes]],
+) -> None:
+    """Insert a batch's entries from ``first_index`` and the interior nodes they complete (the
+    caller's transaction; for the shared store too, :mod:`thirdway.ledger.sqlite_shared`)."""
+    if entries:
+        _insert(conn, _INSERT_ENTRIES, 3, _entry_values(first_index, entries))
+    if nodes:
+        _insert(conn, _INSERT_NODES, 2, _node_values(nodes))
 
 
 def _insert(conn: sqlite3.Connection, head: str, width: int, values: list[object]) -> None:

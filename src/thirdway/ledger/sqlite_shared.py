@@ -31,15 +31,7 @@ from pathlib import Path
 
 from thirdway.errors import LogError
 from thirdway.ledger.merkle import Frontier, NodeId
-from thirdway.ledger.sqlite import (
-    _INSERT_ENTRIES,
-    _INSERT_NODES,
-    SQLiteLogStore,
-    _blob,
-    _entry_values,
-    _insert,
-    _node_values,
-)
+from thirdway.ledger.sqlite import SQLiteLogStore, _blob, insert_batch
 from thirdway.ledger.store import NewEntry, StaleSizeError
 
 __all__ = ["SharedSQLiteLogStore"]
@@ -177,9 +169,7 @@ class SharedSQLiteLogStore(SQLiteLogStore):
                 return range(start, start)
             frontier = self._frontier_at(start)
             nodes = frontier.extend([entry.leaf_hash for entry in entries])
-            _insert(conn, _INSERT_ENTRIES, 3, _entry_values(start, entries))
-            if nodes:
-                _insert(conn, _INSERT_NODES, 2, _node_values(nodes))
+            insert_batch(conn, start, entries, nodes)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback()
